@@ -1,0 +1,601 @@
+#!/usr/bin/env bash
+# The local clusterset: real etcd, three real kube-apiservers (karmada, member1, member2), real Karmada
+# v1.16 and, per member, kube-controller-manager + kube-scheduler + kwok (simulated kubelet), all as
+# processes on 127.0.0.1. One implementation, used by `make up/down/status`, the Go test helper
+# (test/clusterset), the demo and the benchmarks.
+#
+# Usage: hack/clusterset.sh up|down|status|env
+#
+# Environment:
+#   CMCS_PORT_BASE      first port of the block of ~40 ports used on 127.0.0.1 (default 31000)
+#   CMCS_KARMADA_MCS    on|off: run Karmada's built-in MCS controllers (default off: ours replaces them)
+#   CMCS_CLUSTERSET_DIR state directory (default _output/clusterset in the repository)
+#   CMCS_CACHE          where hack/build-deps.sh keeps the binaries (default ~/.cache/coredns-mcs)
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/.." && pwd)
+source "$here/versions.sh"
+
+DIR=${CMCS_CLUSTERSET_DIR:-$repo/_output/clusterset}
+P=${CMCS_PORT_BASE:-31000}
+KARMADA_MCS=${CMCS_KARMADA_MCS:-off}
+MEMBERS=(member1 member2)
+
+ETCD_BIN=$CMCS_CACHE/etcd-$ETCD_VERSION/etcd
+KUBE_DIR=$CMCS_CACHE/kube-$KUBE_VERSION
+KARMADA_DIR=$CMCS_CACHE/karmada-$KARMADA_VERSION
+KWOK_DIR=$CMCS_CACHE/kwok-$KWOK_VERSION
+KUBECTL=$KUBE_DIR/kubectl
+
+# Ports, all on 127.0.0.1.
+ETCD_PORT=$((P + 1)) ETCD_PEER_PORT=$((P + 2))
+declare -A APISERVER_PORT=([karmada]=$((P + 10)) [member1]=$((P + 11)) [member2]=$((P + 12)))
+AGG_PORT=$((P + 20)) WEBHOOK_PORT=$((P + 21)) WEBHOOK_HEALTH_PORT=$((P + 22)) WEBHOOK_METRICS_PORT=$((P + 23))
+KCM_KARMADA_PORT=$((P + 24)) KARMADA_CM_METRICS_PORT=$((P + 25)) KARMADA_CM_HEALTH_PORT=$((P + 26))
+KARMADA_SCHED_METRICS_PORT=$((P + 27)) KARMADA_SCHED_HEALTH_PORT=$((P + 28))
+declare -A KCM_PORT=([member1]=$((P + 31)) [member2]=$((P + 32)))
+declare -A SCHED_PORT=([member1]=$((P + 33)) [member2]=$((P + 34)))
+declare -A KWOK_PORT=([member1]=$((P + 35)) [member2]=$((P + 36)))
+
+# Networks, as Karmada's local-up: pod and service CIDRs never overlap between members.
+declare -A POD_CIDR=([member1]=10.10.0.0/16 [member2]=10.12.0.0/16)
+declare -A SVC_CIDR=([karmada]=10.96.0.0/16 [member1]=10.11.0.0/16 [member2]=10.13.0.0/16)
+declare -A NODE_IP=([member1]=10.10.0.1 [member2]=10.12.0.1)
+
+PKI=$DIR/pki LOGS=$DIR/logs PIDS=$DIR/pids KCFG=$DIR/kubeconfig
+
+log() { printf '[clusterset %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { printf '[clusterset] error: %s\n' "$*" >&2; exit 1; }
+kc() { local c=$1; shift; "$KUBECTL" --kubeconfig "$KCFG/$c.config" "$@"; }
+
+# ---------------------------------------------------------------------------------------------------
+# processes
+
+pid_of() { [ -f "$PIDS/$1.pid" ] && cat "$PIDS/$1.pid" || true; }
+running() { local p; p=$(pid_of "$1"); [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
+
+port_busy() { ss -Htln "sport = :$1" 2>/dev/null | grep -q .; }
+
+# start NAME PORT... -- CMD ARGS: runs CMD in its own session, logs to logs/NAME.log, pid in pids/NAME.pid.
+start() {
+  local name=$1; shift
+  local ports=()
+  while [ "$1" != "--" ]; do ports+=("$1"); shift; done
+  shift
+  if running "$name"; then return 0; fi
+  local port
+  for port in "${ports[@]}"; do
+    port_busy "$port" && die "port 127.0.0.1:$port (for $name) is taken by a process this clusterset did not start; stop it or set CMCS_PORT_BASE"
+  done
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/$name.pid"
+}
+
+stop() {
+  local name=$1 p i
+  p=$(pid_of "$name")
+  [ -n "$p" ] || return 0
+  if kill -0 "$p" 2>/dev/null; then
+    kill -TERM -- "-$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null || true
+    for i in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL -- "-$p" 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+  fi
+  rm -f "$PIDS/$name.pid"
+}
+
+# wait_for WHAT SECONDS CMD...: retries CMD until it succeeds.
+wait_for() {
+  local what=$1 secs=$2; shift 2
+  local deadline=$(($(date +%s) + secs))
+  until "$@" >/dev/null 2>&1; do
+    [ "$(date +%s)" -lt "$deadline" ] || die "timed out after ${secs}s waiting for $what (logs: $LOGS)"
+    sleep 0.5
+  done
+}
+
+# ---------------------------------------------------------------------------------------------------
+# PKI: one CA for serving and client certificates, a front-proxy CA, a service-account key pair.
+
+cert() { # cert NAME CN O SAN(,-separated or "") KIND(server|client)
+  local name=$1 cn=$2 o=$3 san=$4 kind=$5 subj
+  [ -f "$PKI/$name.crt" ] && return 0
+  local ca=ca
+  [ "$name" = front-proxy-client ] && ca=front-proxy-ca
+  subj="/CN=$cn"
+  [ -n "$o" ] && subj="/O=$o$subj"
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$PKI/$name.key" \
+    -subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
+  {
+    echo "basicConstraints=CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    if [ "$kind" = server ]; then echo "extendedKeyUsage=serverAuth"; else echo "extendedKeyUsage=clientAuth"; fi
+    [ -n "$san" ] && echo "subjectAltName=$san"
+  } >"$PKI/$name.ext"
+  openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/$ca.crt" -CAkey "$PKI/$ca.key" -CAcreateserial \
+    -days 3650 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
+  rm -f "$PKI/$name.csr" "$PKI/$name.ext"
+}
+
+make_pki() {
+  mkdir -p "$PKI"
+  local ca
+  for ca in ca front-proxy-ca; do
+    [ -f "$PKI/$ca.crt" ] && continue
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj "/CN=coredns-mcs-local-$ca" -keyout "$PKI/$ca.key" -out "$PKI/$ca.crt" 2>/dev/null
+  done
+  [ -f "$PKI/sa.key" ] || {
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$PKI/sa.key" 2>/dev/null
+    openssl pkey -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
+  }
+  local c
+  for c in karmada member1 member2; do
+    local svcip
+    svcip=$(echo "${SVC_CIDR[$c]}" | awk -F'[./]' '{print $1"."$2"."$3"."$4+1}')
+    cert "apiserver-$c" "kube-apiserver-$c" "" \
+      "IP:127.0.0.1,IP:$svcip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc" server
+  done
+  cert admin admin system:masters "" client
+  cert front-proxy-client front-proxy-client "" "" client
+  cert karmada-aggregated-apiserver karmada-aggregated-apiserver "" \
+    "DNS:karmada-aggregated-apiserver.karmada-system.svc,DNS:localhost,IP:127.0.0.1" server
+  cert karmada-webhook karmada-webhook "" "DNS:localhost,IP:127.0.0.1" server
+  mkdir -p "$PKI/webhook"
+  cp "$PKI/karmada-webhook.crt" "$PKI/webhook/tls.crt"
+  cp "$PKI/karmada-webhook.key" "$PKI/webhook/tls.key"
+}
+
+b64() { base64 -w0 <"$1"; }
+
+# kubeconfig FILE CONTEXT=CLUSTER...: an admin kubeconfig with one context per cluster.
+kubeconfig() {
+  local file=$1; shift
+  local ca crt key
+  ca=$(b64 "$PKI/ca.crt") crt=$(b64 "$PKI/admin.crt") key=$(b64 "$PKI/admin.key")
+  {
+    echo "apiVersion: v1"
+    echo "kind: Config"
+    echo "clusters:"
+    local pair ctx cl
+    for pair in "$@"; do
+      cl=${pair#*=}
+      printf '  - name: %s\n    cluster:\n      server: https://127.0.0.1:%s\n      certificate-authority-data: %s\n' \
+        "$cl" "${APISERVER_PORT[$cl]}" "$ca"
+    done
+    echo "users:"
+    printf '  - name: admin\n    user:\n      client-certificate-data: %s\n      client-key-data: %s\n' "$crt" "$key"
+    echo "contexts:"
+    for pair in "$@"; do
+      ctx=${pair%%=*} cl=${pair#*=}
+      printf '  - name: %s\n    context:\n      cluster: %s\n      user: admin\n' "$ctx" "$cl"
+    done
+    echo "current-context: ${1%%=*}"
+  } >"$file.tmp"
+  mv "$file.tmp" "$file"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# components
+
+start_etcd() {
+  mkdir -p "$DIR/etcd"
+  start etcd "$ETCD_PORT" "$ETCD_PEER_PORT" -- "$ETCD_BIN" --name clusterset --data-dir "$DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "clusterset=http://127.0.0.1:$ETCD_PEER_PORT" --unsafe-no-fsync \
+    --quota-backend-bytes 4294967296 --log-level warn
+}
+
+start_apiserver() {
+  local c=$1 extra=()
+  if [ "$c" = karmada ]; then
+    extra=(--authorization-mode RBAC --disable-admission-plugins StorageObjectInUseProtection,ServiceAccount)
+  else
+    extra=(--authorization-mode RBAC)
+  fi
+  start "apiserver-$c" "${APISERVER_PORT[$c]}" -- "$KUBE_DIR/kube-apiserver" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "${APISERVER_PORT[$c]}" \
+    --cert-dir "$DIR/apiserver-$c" --tls-cert-file "$PKI/apiserver-$c.crt" --tls-private-key-file "$PKI/apiserver-$c.key" \
+    --client-ca-file "$PKI/ca.crt" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" --etcd-prefix "/registry-$c" \
+    --service-cluster-ip-range "${SVC_CIDR[$c]}" --endpoint-reconciler-type none --allow-privileged \
+    --service-account-issuer "https://kubernetes.default.svc.$c" --service-account-key-file "$PKI/sa.pub" \
+    --service-account-signing-key-file "$PKI/sa.key" \
+    --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \
+    --requestheader-extra-headers-prefix X-Remote-Extra- --requestheader-group-headers X-Remote-Group \
+    --requestheader-username-headers X-Remote-User \
+    --proxy-client-cert-file "$PKI/front-proxy-client.crt" --proxy-client-key-file "$PKI/front-proxy-client.key" \
+    --profiling=false "${extra[@]}"
+}
+
+start_kcm() { # start_kcm CLUSTER PORT CONTROLLERS
+  local c=$1
+  local extra=()
+  if [ "$c" != karmada ]; then
+    extra=(--cluster-cidr "${POD_CIDR[$c]}" --allocate-node-cidrs=false --node-monitor-grace-period 40s)
+  fi
+  start "kube-controller-manager-$c" "$2" -- "$KUBE_DIR/kube-controller-manager" \
+    --kubeconfig "$KCFG/$c.config" --authentication-kubeconfig "$KCFG/$c.config" --authorization-kubeconfig "$KCFG/$c.config" \
+    --bind-address 127.0.0.1 --secure-port "$2" --cert-dir "$DIR/kcm-$c" --leader-elect=false \
+    --controllers "$3" --service-cluster-ip-range "${SVC_CIDR[$c]}" \
+    --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+    --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
+    --use-service-account-credentials=false --concurrent-endpointslice-syncs 10 "${extra[@]}"
+}
+
+karmada_controllers() {
+  if [ "$KARMADA_MCS" = on ]; then
+    echo '*'
+  else
+    # Karmada's built-in MCS controllers, switched off: our controller replaces them.
+    echo '*,-serviceExport,-endpointSlice,-serviceImport,-multiclusterservice,-endpointsliceCollect,-endpointsliceDispatch'
+  fi
+}
+
+start_karmada() {
+  mkdir -p "$DIR/karmada-aggregated-apiserver"
+  start karmada-aggregated-apiserver "$AGG_PORT" -- "$KARMADA_DIR/karmada-aggregated-apiserver" \
+    --kubeconfig "$KCFG/karmada.config" --authentication-kubeconfig "$KCFG/karmada.config" \
+    --authorization-kubeconfig "$KCFG/karmada.config" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" --etcd-prefix /registry-karmada \
+    --bind-address 127.0.0.1 --secure-port "$AGG_PORT" --cert-dir "$DIR/karmada-aggregated-apiserver" \
+    --tls-cert-file "$PKI/karmada-aggregated-apiserver.crt" --tls-private-key-file "$PKI/karmada-aggregated-apiserver.key" \
+    --audit-log-path - --audit-log-maxage 0 --audit-log-maxbackup 0 --profiling=false
+  start karmada-webhook "$WEBHOOK_PORT" "$WEBHOOK_HEALTH_PORT" "$WEBHOOK_METRICS_PORT" -- "$KARMADA_DIR/karmada-webhook" \
+    --kubeconfig "$KCFG/karmada.config" --bind-address 127.0.0.1 --secure-port "$WEBHOOK_PORT" \
+    --cert-dir "$PKI/webhook" --health-probe-bind-address "127.0.0.1:$WEBHOOK_HEALTH_PORT" \
+    --metrics-bind-address "127.0.0.1:$WEBHOOK_METRICS_PORT" --allow-no-execute-taint-policy=true
+}
+
+start_karmada_controllers() {
+  local want
+  want=$(karmada_controllers)
+  if running karmada-controller-manager && [ "$(cat "$DIR/karmada-controllers" 2>/dev/null)" != "$want" ]; then
+    log "karmada-controller-manager: switching --controllers to '$want' (CMCS_KARMADA_MCS=$KARMADA_MCS)"
+    stop karmada-controller-manager
+  fi
+  echo "$want" >"$DIR/karmada-controllers"
+  start karmada-controller-manager "$KARMADA_CM_METRICS_PORT" "$KARMADA_CM_HEALTH_PORT" -- \
+    "$KARMADA_DIR/karmada-controller-manager" --kubeconfig "$KCFG/karmada.config" \
+    --cluster-status-update-frequency 10s --controllers "$want" --leader-elect=false \
+    --metrics-bind-address "127.0.0.1:$KARMADA_CM_METRICS_PORT" \
+    --health-probe-bind-address "127.0.0.1:$KARMADA_CM_HEALTH_PORT"
+  start karmada-scheduler "$KARMADA_SCHED_METRICS_PORT" "$KARMADA_SCHED_HEALTH_PORT" -- \
+    "$KARMADA_DIR/karmada-scheduler" --kubeconfig "$KCFG/karmada.config" --leader-elect=false \
+    --enable-scheduler-estimator=false \
+    --metrics-bind-address "127.0.0.1:$KARMADA_SCHED_METRICS_PORT" \
+    --health-probe-bind-address "127.0.0.1:$KARMADA_SCHED_HEALTH_PORT"
+}
+
+kwok_config() { # kwok_config MEMBER: a KwokConfiguration followed by the stages kwok needs.
+  local c=$1 s=$KWOK_DIR/stage
+  cat <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokConfiguration
+options:
+  cidr: ${POD_CIDR[$c]}
+  nodeIP: ${NODE_IP[$c]}
+  manageAllNodes: false
+  manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
+  serverAddress: 127.0.0.1:${KWOK_PORT[$c]}
+  enableDebuggingHandlers: true
+  enableContentionProfiling: false
+  enableProfilingHandler: false
+  podPlayStageParallelism: 8
+  nodePlayStageParallelism: 4
+  nodeLeaseDurationSeconds: 40
+  nodeLeaseParallelism: 4
+  podsOnNodeSyncParallelism: 2
+  enablePodsOnNodeSyncListPager: true
+  enablePodsOnNodeSyncStreamWatch: false
+EOF
+  local f
+  for f in "$s/node/fast/node-initialize.yaml" "$s/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+    "$s/pod/fast/pod-ready.yaml" "$s/pod/fast/pod-complete.yaml" "$s/pod/fast/pod-delete.yaml"; do
+    echo "---"
+    grep -v '^---' "$f"
+  done
+}
+
+start_member() {
+  local c=$1
+  start_kcm "$c" "${KCM_PORT[$c]}" '*'
+  start "kube-scheduler-$c" "${SCHED_PORT[$c]}" -- "$KUBE_DIR/kube-scheduler" \
+    --kubeconfig "$KCFG/$c.config" --authentication-kubeconfig "$KCFG/$c.config" --authorization-kubeconfig "$KCFG/$c.config" \
+    --bind-address 127.0.0.1 --secure-port "${SCHED_PORT[$c]}" --leader-elect=false
+  kwok_config "$c" >"$DIR/kwok-$c.yaml"
+  start "kwok-$c" "${KWOK_PORT[$c]}" -- "$KWOK_DIR/kwok" --kubeconfig "$KCFG/$c.config" --config "$DIR/kwok-$c.yaml"
+}
+
+# ---------------------------------------------------------------------------------------------------
+# bootstrap objects (all idempotent)
+
+apply() { local c=$1; shift; kc "$c" apply --server-side --force-conflicts --field-manager clusterset "$@" >/dev/null; }
+
+bootstrap_karmada() {
+  kc karmada create namespace karmada-system --dry-run=client -o yaml | apply karmada -f -
+  kc karmada create namespace karmada-cluster --dry-run=client -o yaml | apply karmada -f -
+  apply karmada -R -f "$KARMADA_DIR/crds/bases"
+  # mcs-api CRDs live on the Karmada control plane; the seed propagates them to members.
+  apply karmada -k "$repo/manifests/crds"
+  local ca
+  ca=$(b64 "$PKI/ca.crt")
+  # The conversion webhook of the binding CRDs, pointed at karmada-webhook on loopback.
+  local crd
+  for crd in resourcebindings.work.karmada.io clusterresourcebindings.work.karmada.io; do
+    kc karmada patch crd "$crd" --type merge -p "{\"spec\":{\"conversion\":{\"strategy\":\"Webhook\",\"webhook\":{\"conversionReviewVersions\":[\"v1\"],\"clientConfig\":{\"url\":\"https://localhost:$WEBHOOK_PORT/convert\",\"caBundle\":\"$ca\"}}}}}" >/dev/null
+  done
+  # cluster.karmada.io is served by karmada-aggregated-apiserver, reached through an ExternalName Service.
+  cat <<EOF | apply karmada -f -
+apiVersion: v1
+kind: Service
+metadata:
+  name: karmada-aggregated-apiserver
+  namespace: karmada-system
+spec:
+  type: ExternalName
+  externalName: localhost
+  ports:
+    - port: $AGG_PORT
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: v1alpha1.cluster.karmada.io
+spec:
+  caBundle: $ca
+  group: cluster.karmada.io
+  groupPriorityMinimum: 2000
+  service:
+    name: karmada-aggregated-apiserver
+    namespace: karmada-system
+    port: $AGG_PORT
+  version: v1alpha1
+  versionPriority: 10
+EOF
+  sed -e "s#https://karmada-webhook.karmada-system.svc:443#https://localhost:$WEBHOOK_PORT#" \
+    -e "s#{{caBundle}}#$ca#" "$KARMADA_DIR/webhook-configuration.yaml" | apply karmada -f -
+}
+
+bootstrap_member() {
+  local c=$1
+  cat <<EOF | apply "$c" -f -
+apiVersion: v1
+kind: Node
+metadata:
+  name: $c-control-plane
+  annotations:
+    kwok.x-k8s.io/node: fake
+  labels:
+    kubernetes.io/hostname: $c-control-plane
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    node-role.kubernetes.io/control-plane: ""
+    type: kwok
+spec:
+  podCIDR: ${POD_CIDR[$c]}
+  podCIDRs: [${POD_CIDR[$c]}]
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: karmada-cluster
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata:
+  name: karmada-$c
+  namespace: karmada-cluster
+---
+apiVersion: v1
+kind: Secret
+type: kubernetes.io/service-account-token
+metadata:
+  name: karmada-$c-token
+  namespace: karmada-cluster
+  annotations:
+    kubernetes.io/service-account.name: karmada-$c
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: karmada-$c
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: cluster-admin
+subjects:
+  - kind: ServiceAccount
+    name: karmada-$c
+    namespace: karmada-cluster
+EOF
+}
+
+token_of() { kc "$1" -n karmada-cluster get secret "karmada-$1-token" -o jsonpath='{.data.token}' 2>/dev/null; }
+
+# register_member MEMBER: what `karmadactl join` does in Push mode.
+register_member() {
+  local c=$1 token id ca
+  wait_for "the service-account token of $c" 60 test -n "$(token_of "$c")"
+  token=$(token_of "$c")
+  id=$(kc "$c" get namespace kube-system -o jsonpath='{.metadata.uid}')
+  ca=$(b64 "$PKI/ca.crt")
+  cat <<EOF | apply karmada -f -
+apiVersion: v1
+kind: Secret
+metadata:
+  name: $c
+  namespace: karmada-cluster
+data:
+  token: $token
+  caBundle: $ca
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: $c-impersonator
+  namespace: karmada-cluster
+data:
+  token: $token
+---
+apiVersion: cluster.karmada.io/v1alpha1
+kind: Cluster
+metadata:
+  name: $c
+spec:
+  id: $id
+  syncMode: Push
+  apiEndpoint: https://127.0.0.1:${APISERVER_PORT[$c]}
+  secretRef:
+    namespace: karmada-cluster
+    name: $c
+  impersonatorSecretRef:
+    namespace: karmada-cluster
+    name: $c-impersonator
+EOF
+}
+
+cluster_ready() {
+  [ "$(kc karmada get cluster "$1" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+}
+node_ready() {
+  [ "$(kc "$1" get node "$1-control-plane" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+}
+healthy() { curl -skf --max-time 2 "$1" >/dev/null; }
+apiserver_ready() { kc "$1" get --raw /readyz >/dev/null 2>&1; }
+
+# ---------------------------------------------------------------------------------------------------
+# commands
+
+check_binaries() {
+  local b missing=()
+  for b in "$ETCD_BIN" "$KUBE_DIR/kube-apiserver" "$KUBE_DIR/kube-controller-manager" "$KUBE_DIR/kube-scheduler" \
+    "$KUBECTL" "$KARMADA_DIR/karmada-controller-manager" "$KARMADA_DIR/karmada-scheduler" \
+    "$KARMADA_DIR/karmada-webhook" "$KARMADA_DIR/karmada-aggregated-apiserver" "$KWOK_DIR/kwok"; do
+    [ -x "$b" ] || missing+=("$b")
+  done
+  [ ${#missing[@]} -eq 0 ] || die "missing binaries (run 'make deps' or hack/build-deps.sh): ${missing[*]}"
+  command -v openssl >/dev/null || die "openssl is required"
+  command -v curl >/dev/null || die "curl is required"
+}
+
+cmd_up() {
+  check_binaries
+  local t0
+  t0=$(date +%s)
+  mkdir -p "$LOGS" "$PIDS" "$KCFG"
+  make_pki
+  kubeconfig "$KCFG/karmada.config" karmada=karmada
+  kubeconfig "$KCFG/member1.config" member1=member1
+  kubeconfig "$KCFG/member2.config" member2=member2
+
+  log "etcd $ETCD_VERSION on 127.0.0.1:$ETCD_PORT"
+  start_etcd
+  wait_for etcd 30 healthy "http://127.0.0.1:$ETCD_PORT/health"
+
+  local c
+  for c in karmada member1 member2; do
+    log "kube-apiserver $KUBE_VERSION '$c' on https://127.0.0.1:${APISERVER_PORT[$c]}"
+    start_apiserver "$c"
+  done
+  for c in karmada member1 member2; do wait_for "kube-apiserver $c" 90 apiserver_ready "$c"; done
+
+  log "kube-controller-manager for the Karmada control plane"
+  start_kcm karmada "$KCM_KARMADA_PORT" \
+    namespace,garbagecollector,serviceaccount-token,ttl-after-finished,bootstrapsigner,tokencleaner,csrcleaner,csrsigning,clusterrole-aggregation
+  for c in "${MEMBERS[@]}"; do
+    log "$c: kube-controller-manager, kube-scheduler, kwok (pods ${POD_CIDR[$c]}, services ${SVC_CIDR[$c]})"
+    start_member "$c"
+    bootstrap_member "$c"
+  done
+
+  log "Karmada $KARMADA_VERSION: CRDs, aggregated apiserver, webhook"
+  bootstrap_karmada
+  start_karmada
+  wait_for karmada-webhook 60 healthy "http://127.0.0.1:$WEBHOOK_HEALTH_PORT/readyz"
+  wait_for "cluster.karmada.io (karmada-aggregated-apiserver)" 60 kc karmada get clusters
+  log "Karmada controller-manager (built-in MCS controllers: $KARMADA_MCS) and scheduler"
+  start_karmada_controllers
+
+  for c in "${MEMBERS[@]}"; do register_member "$c"; done
+  for c in "${MEMBERS[@]}"; do
+    wait_for "node $c-control-plane Ready (kwok)" 60 node_ready "$c"
+    wait_for "Cluster $c Ready in Karmada" 90 cluster_ready "$c"
+  done
+  write_public_kubeconfigs
+  log "up in $(($(date +%s) - t0))s"
+  cmd_status
+}
+
+write_public_kubeconfigs() {
+  kubeconfig "$DIR/karmada.config" karmada-apiserver=karmada
+  kubeconfig "$DIR/members.config" member1=member1 member2=member2
+}
+
+ALL=(karmada-scheduler karmada-controller-manager karmada-webhook karmada-aggregated-apiserver
+  kwok-member1 kwok-member2 kube-scheduler-member1 kube-scheduler-member2
+  kube-controller-manager-member1 kube-controller-manager-member2 kube-controller-manager-karmada
+  apiserver-karmada apiserver-member1 apiserver-member2 etcd)
+
+cmd_down() {
+  local n
+  # Anything else the project started beside the clusterset (coredns-mcs, the controller, netns
+  # helpers) registers a pid file here too, and is stopped first.
+  for n in "$PIDS"/*.pid; do
+    [ -e "$n" ] || continue
+    n=$(basename "$n" .pid)
+    case " ${ALL[*]} " in *" $n "*) ;; *) stop "$n" ;; esac
+  done
+  [ -x "$here/netns.sh" ] && "$here/netns.sh" down || true
+  for n in "${ALL[@]}"; do stop "$n"; done
+  # State goes with the processes; logs are kept (previous run in logs.prev) for post-mortems.
+  if [ -d "$DIR" ]; then
+    rm -rf "$DIR/logs.prev"
+    [ -d "$LOGS" ] && mv "$LOGS" "$DIR/logs.prev"
+    find "$DIR" -mindepth 1 -maxdepth 1 ! -name logs.prev -exec rm -rf {} +
+  fi
+  log "down (logs of this run: $DIR/logs.prev)"
+}
+
+cmd_status() {
+  local n rc=0 state
+  printf '%-36s %-8s %s\n' PROCESS PID STATE
+  for n in "${ALL[@]}"; do
+    if running "$n"; then state=running; else state=stopped; rc=1; fi
+    printf '%-36s %-8s %s\n' "$n" "$(pid_of "$n")" "$state"
+  done
+  if [ $rc -eq 0 ]; then
+    echo
+    kc karmada get clusters 2>&1 || rc=1
+    echo
+    echo "Karmada control plane: export KUBECONFIG=$DIR/karmada.config   (context karmada-apiserver)"
+    echo "Members:               export KUBECONFIG=$DIR/members.config   (contexts member1, member2)"
+    echo "kubectl $KUBE_VERSION:  $KUBECTL"
+  fi
+  return $rc
+}
+
+cmd_env() {
+  cat <<EOF
+CMCS_CLUSTERSET_DIR=$DIR
+CMCS_KARMADA_KUBECONFIG=$DIR/karmada.config
+CMCS_MEMBERS_KUBECONFIG=$DIR/members.config
+CMCS_KUBECTL=$KUBECTL
+CMCS_KARMADA_PORT=${APISERVER_PORT[karmada]}
+CMCS_MEMBER1_PORT=${APISERVER_PORT[member1]}
+CMCS_MEMBER2_PORT=${APISERVER_PORT[member2]}
+CMCS_MEMBER1_POD_CIDR=${POD_CIDR[member1]}
+CMCS_MEMBER2_POD_CIDR=${POD_CIDR[member2]}
+CMCS_MEMBER1_SERVICE_CIDR=${SVC_CIDR[member1]}
+CMCS_MEMBER2_SERVICE_CIDR=${SVC_CIDR[member2]}
+CMCS_KARMADA_MCS=$KARMADA_MCS
+EOF
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  env) cmd_env ;;
+  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+esac

@@ -1,0 +1,38 @@
+package mcs
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestDerivedServiceName(t *testing.T) {
+	long := strings.Repeat("a", 60)
+	tests := []struct {
+		prefix, ns, name string
+		want             string
+	}{
+		{"derived-", "default", "serve", "derived-serve"},
+		{"mcs-", "default", "serve", "mcs-serve"},
+		{"derived-", "default", strings.Repeat("b", 55), "derived-" + strings.Repeat("b", 55)},
+	}
+	for _, tc := range tests {
+		if got := DerivedServiceName(tc.prefix, tc.ns, tc.name); got != tc.want {
+			t.Errorf("DerivedServiceName(%q, %q, %q) = %q, want %q", tc.prefix, tc.ns, tc.name, got, tc.want)
+		}
+	}
+
+	h1 := DerivedServiceName("derived-", "ns1", long)
+	h2 := DerivedServiceName("derived-", "ns2", long)
+	if len(h1) > 63 || !strings.HasPrefix(h1, "derived-") || len(h1) != len("derived-")+10 {
+		t.Errorf("hashed name %q: want derived- and 10 hash characters", h1)
+	}
+	if h1 == h2 {
+		t.Errorf("hashed names of different namespaces collide: %q", h1)
+	}
+	if h1 != DerivedServiceName("derived-", "ns1", long) {
+		t.Errorf("hashed name is not stable")
+	}
+	if strings.ToLower(h1) != h1 {
+		t.Errorf("hashed name %q is not lower case", h1)
+	}
+}

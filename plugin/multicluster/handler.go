@@ -1,0 +1,273 @@
+package multicluster
+
+import (
+	"context"
+	"hash/fnv"
+	"strings"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/request"
+	"github.com/miekg/dns"
+)
+
+// recordKind classifies a name for metrics.
+type recordKind uint8
+
+const (
+	kindUnknown   recordKind = iota
+	kindApex                 // the zone apex (SOA, NS)
+	kindVersion              // dns-version.<zone>
+	kindNamespace            // svc.<zone> and <ns>.svc.<zone>
+	kindService              // <svc>.<ns>.svc.<zone>
+	kindSRV                  // _<port>._<proto>.<svc>.<ns>.svc.<zone> and _<proto>.…
+	kindEndpoint             // <hostname>.<clusterid>.<svc>.<ns>.svc.<zone> and the names between
+)
+
+var kindNames = [...]string{"unknown", "apex", "version", "namespace", "service", "srv", "endpoint"}
+
+func (k recordKind) String() string { return kindNames[k] }
+
+// Outcomes, for metrics.
+const (
+	outcomeSuccess     = "success"
+	outcomeNoData      = "nodata"
+	outcomeNXDomain    = "nxdomain"
+	outcomeServFail    = "servfail"
+	outcomeFallthrough = "fallthrough"
+)
+
+const dnsSchemaVersion = "1.0.0" // KEP-1645 DNS specification, section 2.2
+
+// ServeDNS implements the plugin.Handler interface.
+func (m *MultiCluster) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
+	state := request.Request{W: w, Req: r}
+	qname := state.Name()
+	zone := plugin.Zones(m.Zones).Matches(qname)
+	if zone == "" {
+		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+	}
+	server := metricsServer(ctx)
+
+	if st := m.syncState(); st != stateSynced {
+		msg := reply(r)
+		msg.Rcode = dns.RcodeServerFailure
+		addEDE(state, msg, dns.ExtendedErrorCodeNotReady, st.explain())
+		w.WriteMsg(msg)
+		requestCount.WithLabelValues(server, kindUnknown.String(), outcomeServFail).Inc()
+		return dns.RcodeServerFailure, nil
+	}
+
+	lower := strings.ToLower(qname)
+	qtype := state.QType()
+	n := m.store.lookup(lower)
+	if n == nil {
+		n = m.staticNode(lower, zone)
+	}
+	if n == nil || n.nxdomain {
+		kind := kindUnknown
+		reason := ""
+		if n != nil {
+			kind, reason = n.kind, n.reason
+		}
+		if m.Fall.Through(qname) {
+			requestCount.WithLabelValues(server, kind.String(), outcomeFallthrough).Inc()
+			return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
+		}
+		msg := reply(r)
+		msg.Rcode = dns.RcodeNameError
+		msg.Ns = []dns.RR{m.soa(zone)}
+		if reason != "" {
+			addEDE(state, msg, dns.ExtendedErrorCodeOther, reason)
+		}
+		w.WriteMsg(msg)
+		requestCount.WithLabelValues(server, kind.String(), outcomeNXDomain).Inc()
+		return dns.RcodeNameError, nil
+	}
+
+	msg := reply(r)
+	switch {
+	case n.kind == kindApex && qtype == dns.TypeSOA:
+		msg.Answer = []dns.RR{m.soa(zone)}
+		msg.Answer[0].Header().Name = qname
+	case n.kind == kindApex && qtype == dns.TypeNS:
+		msg.Answer = []dns.RR{m.ns(zone)}
+		msg.Answer[0].Header().Name = qname
+	case n.kind == kindVersion && qtype == dns.TypeTXT:
+		msg.Answer = []dns.RR{&dns.TXT{
+			Hdr: dns.RR_Header{Name: qname, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 28800},
+			Txt: []string{dnsSchemaVersion},
+		}}
+	case qtype == dns.TypeA:
+		m.fill(state, msg, n, n.a, qname)
+	case qtype == dns.TypeAAAA:
+		m.fill(state, msg, n, n.aaaa, qname)
+	case qtype == dns.TypeSRV:
+		m.fill(state, msg, n, n.srv, qname)
+	}
+	outcome := outcomeSuccess
+	if len(msg.Answer) == 0 {
+		outcome = outcomeNoData
+		msg.Ns = []dns.RR{m.soa(zone)}
+		if n.reason != "" {
+			addEDE(state, msg, dns.ExtendedErrorCodeOther, n.reason)
+		}
+	}
+	w.WriteMsg(msg)
+	requestCount.WithLabelValues(server, n.kind.String(), outcome).Inc()
+	return dns.RcodeSuccess, nil
+}
+
+// Name implements the plugin.Handler interface.
+func (m *MultiCluster) Name() string { return pluginName }
+
+// Static nodes: names that exist whatever is imported.
+var (
+	apexNode      = &node{kind: kindApex}
+	versionNode   = &node{kind: kindVersion}
+	namespaceNode = &node{kind: kindNamespace}
+)
+
+// staticNode answers the names no import owns: the apex, dns-version, svc and <ns>.svc.
+func (m *MultiCluster) staticNode(lower, zone string) *node {
+	rel := lower[:len(lower)-len(zone)]
+	switch rel {
+	case "":
+		return apexNode
+	case "dns-version.":
+		return versionNode
+	case "svc.":
+		return namespaceNode
+	}
+	ns, rest, ok := strings.Cut(rel, ".")
+	if ok && rest == "svc." && (m.store.hasImports(ns) || m.namespaceExists(ns)) {
+		return namespaceNode
+	}
+	return nil
+}
+
+func (m *MultiCluster) namespaceExists(ns string) bool {
+	if m.namespaces != nil && !m.namespaces[ns] {
+		return false
+	}
+	return m.ctrl != nil && m.ctrl.namespaceExists(ns)
+}
+
+func reply(r *dns.Msg) *dns.Msg {
+	msg := new(dns.Msg)
+	msg.SetReply(r)
+	msg.Authoritative = true
+	msg.Compress = true
+	return msg
+}
+
+// fill copies the answers of groups into msg. Bounded nodes (headless services) return the
+// window of endpoints that fits the client's UDP size, starting at an offset derived from the
+// client's address: the same client gets the same subset for A and AAAA, different clients get
+// different subsets, and no reply is truncated.
+func (m *MultiCluster) fill(state request.Request, msg *dns.Msg, n *node, groups []group, qname string) {
+	if len(groups) == 0 {
+		return
+	}
+	if !n.bounded {
+		for _, g := range groups {
+			msg.Answer = appendCopies(msg.Answer, g.rrs, qname)
+			msg.Extra = appendCopies(msg.Extra, g.extra, "")
+		}
+		return
+	}
+	weights := n.weights
+	if len(weights) != len(groups) { // SRV groups are weighed by their own size
+		weights = nil
+	}
+	size := state.Size()
+	budget := size - 12 - (len(state.Name()) + 1 + 4) - 32 // header, question, OPT with room for an EDE
+	offset := clientOffset(state, len(groups))
+	var picked []int
+	total := 0
+	for i := 0; i < len(groups); i++ {
+		j := (offset + i) % len(groups)
+		w := groups[j].size
+		if weights != nil {
+			w = weights[j]
+		}
+		if total+w > budget {
+			break
+		}
+		total += w
+		picked = append(picked, j)
+	}
+	for {
+		msg.Answer, msg.Extra = msg.Answer[:0], msg.Extra[:0]
+		for _, j := range picked {
+			msg.Answer = appendCopies(msg.Answer, groups[j].rrs, qname)
+			msg.Extra = appendCopies(msg.Extra, groups[j].extra, "")
+		}
+		// The estimates are conservative; this only trims in corner cases (long names).
+		if len(picked) <= 1 || msg.Len() <= size-32 {
+			break
+		}
+		picked = picked[:len(picked)-1]
+	}
+}
+
+func clientOffset(state request.Request, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(state.IP()))
+	return int(h.Sum32() % uint32(n))
+}
+
+// appendCopies appends copies of rrs to dst; owner, when set, replaces the owner name (so the
+// answer carries the question's spelling). Records are never shared with later plugins.
+func appendCopies(dst, rrs []dns.RR, owner string) []dns.RR {
+	for _, rr := range rrs {
+		var c dns.RR
+		switch x := rr.(type) {
+		case *dns.A:
+			y := *x
+			c = &y
+		case *dns.AAAA:
+			y := *x
+			c = &y
+		case *dns.SRV:
+			y := *x
+			c = &y
+		default:
+			c = dns.Copy(rr)
+		}
+		if owner != "" {
+			c.Header().Name = owner
+		}
+		dst = append(dst, c)
+	}
+	return dst
+}
+
+func (m *MultiCluster) soa(zone string) dns.RR {
+	return &dns.SOA{
+		Hdr:     dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: m.ttl},
+		Ns:      "ns.dns." + zone,
+		Mbox:    "hostmaster." + zone,
+		Serial:  m.store.serial.Load(),
+		Refresh: 7200,
+		Retry:   1800,
+		Expire:  86400,
+		Minttl:  m.ttl,
+	}
+}
+
+func (m *MultiCluster) ns(zone string) dns.RR {
+	return &dns.NS{Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: m.ttl}, Ns: "ns.dns." + zone}
+}
+
+// addEDE attaches an extended DNS error (RFC 8914) when the client speaks EDNS0.
+func addEDE(state request.Request, msg *dns.Msg, code uint16, text string) {
+	o := state.Req.IsEdns0()
+	if o == nil {
+		return
+	}
+	msg.SetEdns0(o.UDPSize(), o.Do())
+	msg.IsEdns0().Option = append(msg.IsEdns0().Option, &dns.EDNS0_EDE{InfoCode: code, ExtraText: text})
+}

@@ -1,0 +1,51 @@
+package multicluster
+
+import (
+	"context"
+
+	"github.com/coredns/coredns/plugin"
+	"github.com/coredns/coredns/plugin/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+)
+
+// Every label is bounded: server and zone come from the Corefile, kind, outcome and state from
+// fixed sets. No service, cluster or IP ever becomes a label.
+var (
+	requestCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "requests_total",
+		Help:      "Counter of queries answered by the multicluster plugin, by kind of name (apex, version, namespace, service, srv, endpoint, unknown) and outcome (success, nodata, nxdomain, servfail, fallthrough).",
+	}, []string{"server", "kind", "outcome"})
+
+	importCount = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "imports",
+		Help:      "Number of ServiceImports cached for the zone.",
+	}, []string{"zone"})
+
+	sliceCount = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "endpointslices",
+		Help:      "Number of multi-cluster EndpointSlices cached for the zone.",
+	}, []string{"zone"})
+
+	lastChange = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "last_change_timestamp_seconds",
+		Help:      "Unix time of the last change applied to the zone's answers (the data age is time() minus this).",
+	}, []string{"zone"})
+
+	syncStateGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "sync_state",
+		Help:      "1 for the zone's current state (syncing, synced, no_serviceimport_api), 0 for the others.",
+	}, []string{"zone", "state"})
+)
+
+func metricsServer(ctx context.Context) string { return metrics.WithServer(ctx) }
