@@ -61,6 +61,7 @@ build_karmada() {
   mkdir -p "$out/tmp"
   local ld="-s -w -X github.com/karmada-io/karmada/pkg/version.gitVersion=$KARMADA_VERSION"
   (cd "$src" && go build -trimpath -ldflags "$ld" -o "$out/tmp/" "${cmds[@]/#/github.com/karmada-io/karmada/cmd/}")
+  local c
   for c in "${cmds[@]}"; do mv "$out/tmp/$c" "$out/karmada-$c"; done
   rmdir "$out/tmp"
   # The CRDs and webhook configuration are data the clusterset applies; keep a copy with the binaries.

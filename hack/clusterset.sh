@@ -40,12 +40,24 @@ declare -A KWOK_PORT=([member1]=$((P + 35)) [member2]=$((P + 36)))
 # Networks, as Karmada's local-up: pod and service CIDRs never overlap between members.
 declare -A POD_CIDR=([member1]=10.10.0.0/16 [member2]=10.12.0.0/16)
 declare -A SVC_CIDR=([karmada]=10.96.0.0/16 [member1]=10.11.0.0/16 [member2]=10.13.0.0/16)
-declare -A NODE_IP=([member1]=10.10.0.1 [member2]=10.12.0.1)
+declare -A NODE_IP=([member1]=172.30.1.1 [member2]=172.30.2.1)
 
 PKI=$DIR/pki LOGS=$DIR/logs PIDS=$DIR/pids KCFG=$DIR/kubeconfig
 
 log() { printf '[clusterset %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-die() { printf '[clusterset] error: %s\n' "$*" >&2; exit 1; }
+die() {
+  printf '[clusterset] error: %s\n' "$*" >&2
+  local f n
+  for f in "$PIDS"/*.pid; do
+    [ -e "$f" ] || continue
+    n=$(basename "$f" .pid)
+    if ! running "$n"; then
+      printf '[clusterset] %s is not running; last lines of %s:\n' "$n" "$LOGS/$n.log" >&2
+      tail -n 5 "$LOGS/$n.log" | sed 's/^/    /' >&2
+    fi
+  done
+  exit 1
+}
 kc() { local c=$1; shift; "$KUBECTL" --kubeconfig "$KCFG/$c.config" "$@"; }
 
 # ---------------------------------------------------------------------------------------------------
@@ -220,7 +232,7 @@ start_kcm() { # start_kcm CLUSTER PORT CONTROLLERS
     --controllers "$3" --service-cluster-ip-range "${SVC_CIDR[$c]}" \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
     --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
-    --use-service-account-credentials=false --concurrent-endpointslice-syncs 10 "${extra[@]}"
+    --use-service-account-credentials=false "${extra[@]}"
 }
 
 karmada_controllers() {
@@ -315,8 +327,13 @@ apply() { local c=$1; shift; kc "$c" apply --server-side --force-conflicts --fie
 bootstrap_karmada() {
   kc karmada create namespace karmada-system --dry-run=client -o yaml | apply karmada -f -
   kc karmada create namespace karmada-cluster --dry-run=client -o yaml | apply karmada -f -
-  apply karmada -R -f "$KARMADA_DIR/crds/bases"
-  # mcs-api CRDs live on the Karmada control plane; the seed propagates them to members.
+  # Karmada's own CRDs, but not its copy of the mcs-api CRDs (v1alpha1 only): the mcs-api v0.5 CRDs
+  # (v1alpha1 and v1beta1) are installed instead, on the Karmada control plane; the seed propagates
+  # them to the members.
+  local d
+  for d in "$KARMADA_DIR"/crds/bases/*/; do
+    [ "$(basename "$d")" = multicluster ] || apply karmada -f "$d"
+  done
   apply karmada -k "$repo/manifests/crds"
   local ca
   ca=$(b64 "$PKI/ca.crt")
@@ -512,7 +529,7 @@ cmd_up() {
   log "Karmada $KARMADA_VERSION: CRDs, aggregated apiserver, webhook"
   bootstrap_karmada
   start_karmada
-  wait_for karmada-webhook 60 healthy "http://127.0.0.1:$WEBHOOK_HEALTH_PORT/readyz"
+  wait_for karmada-webhook 60 healthy "https://127.0.0.1:$WEBHOOK_PORT/readyz/"
   wait_for "cluster.karmada.io (karmada-aggregated-apiserver)" 60 kc karmada get clusters
   log "Karmada controller-manager (built-in MCS controllers: $KARMADA_MCS) and scheduler"
   start_karmada_controllers

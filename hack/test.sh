@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Every test: static checks and unit tests, then the tests on the local clusterset (build tag e2e:
+# real etcd, kube-apiservers, Karmada, kwok, coredns-mcs processes and dig). A clusterset this
+# script brought up is brought down at the end; one that was already running is reused and left up.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "gofmt"
+bad=$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)
+[ -z "$bad" ] || { echo "gofmt would change: $bad"; exit 1; }
+
+step "go vet"
+go vet ./...
+go vet -tags e2e ./...
+
+step "unit tests (-race)"
+go test -race -count=1 ./...
+
+started=
+if ! hack/clusterset.sh status >/dev/null 2>&1; then
+  started=yes
+  trap 'hack/clusterset.sh down >/dev/null 2>&1 || true' EXIT
+fi
+step "local clusterset"
+hack/clusterset.sh up
+
+step "tests on the local clusterset (-tags e2e)"
+# One package at a time: they share the clusterset. The full log is kept in _output/test-e2e.log.
+mkdir -p _output
+go test -tags e2e -p 1 -count=1 -timeout "${TEST_TIMEOUT:-40m}" -run "${TEST_RUN:-.}" -v ./test/... ./plugin/... 2>&1 |
+  tee _output/test-e2e.log | { grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' || true; }
+[ -z "$started" ] || echo "(the clusterset was started for these tests and is stopped now)"
