@@ -41,7 +41,7 @@ const dnsSchemaVersion = "1.0.0" // KEP-1645 DNS specification, section 2.2
 // ServeDNS implements the plugin.Handler interface.
 func (m *MultiCluster) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dns.Msg) (int, error) {
 	state := request.Request{W: w, Req: r}
-	qname := state.Name()
+	qname := state.QName() // the question's spelling, for the answers' owner names
 	zone := plugin.Zones(m.Zones).Matches(qname)
 	if zone == "" {
 		return plugin.NextOrFailure(m.Name(), m.Next, ctx, w, r)
@@ -57,7 +57,7 @@ func (m *MultiCluster) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dn
 		return dns.RcodeServerFailure, nil
 	}
 
-	lower := strings.ToLower(qname)
+	lower := state.Name() // lower case
 	qtype := state.QType()
 	n := m.store.lookup(lower)
 	if n == nil {
@@ -98,11 +98,11 @@ func (m *MultiCluster) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dn
 			Txt: []string{dnsSchemaVersion},
 		}}
 	case qtype == dns.TypeA:
-		m.fill(state, msg, n, n.a, qname)
+		m.fill(state, msg, n, n.a, n.weights, qname)
 	case qtype == dns.TypeAAAA:
-		m.fill(state, msg, n, n.aaaa, qname)
+		m.fill(state, msg, n, n.aaaa, n.weights, qname)
 	case qtype == dns.TypeSRV:
-		m.fill(state, msg, n, n.srv, qname)
+		m.fill(state, msg, n, n.srv, nil, qname) // SRV groups are weighed by their own size
 	}
 	outcome := outcomeSuccess
 	if len(msg.Answer) == 0 {
@@ -164,7 +164,9 @@ func reply(r *dns.Msg) *dns.Msg {
 // window of endpoints that fits the client's UDP size, starting at an offset derived from the
 // client's address: the same client gets the same subset for A and AAAA, different clients get
 // different subsets, and no reply is truncated.
-func (m *MultiCluster) fill(state request.Request, msg *dns.Msg, n *node, groups []group, qname string) {
+// weights, when set, replace the groups' own sizes (A and AAAA share them, so both pick the same
+// endpoints).
+func (m *MultiCluster) fill(state request.Request, msg *dns.Msg, n *node, groups []group, weights []int, qname string) {
 	if len(groups) == 0 {
 		return
 	}
@@ -175,12 +177,8 @@ func (m *MultiCluster) fill(state request.Request, msg *dns.Msg, n *node, groups
 		}
 		return
 	}
-	weights := n.weights
-	if len(weights) != len(groups) { // SRV groups are weighed by their own size
-		weights = nil
-	}
 	size := state.Size()
-	budget := size - 12 - (len(state.Name()) + 1 + 4) - 32 // header, question, OPT with room for an EDE
+	budget := size - 12 - (len(qname) + 1 + 4) - 32 // header, question, OPT with room for an EDE
 	offset := clientOffset(state, len(groups))
 	var picked []int
 	total := 0
@@ -206,7 +204,7 @@ func (m *MultiCluster) fill(state request.Request, msg *dns.Msg, n *node, groups
 		if len(picked) <= 1 || msg.Len() <= size-32 {
 			break
 		}
-		picked = picked[:len(picked)-1]
+		picked = picked[:len(picked)-max(1, len(picked)/8)]
 	}
 }
 
