@@ -5,8 +5,8 @@ package main
 import (
 	"fmt"
 
-	_ "github.com/coredns/coredns/core/plugin" // every stock plugin
 	"github.com/coredns/coredns/core/dnsserver"
+	_ "github.com/coredns/coredns/core/plugin" // every stock plugin
 	"github.com/coredns/coredns/coremain"
 
 	_ "github.com/coredns-mcs/coredns-mcs/plugin/multicluster"

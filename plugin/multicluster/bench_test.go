@@ -21,7 +21,9 @@ func (w *packWriter) WriteMsg(m *dns.Msg) error {
 	return err
 }
 
-func (w *packWriter) RemoteAddr() net.Addr { return &net.UDPAddr{IP: net.IPv4(10, 12, 0, 9), Port: 40212} }
+func (w *packWriter) RemoteAddr() net.Addr {
+	return &net.UDPAddr{IP: net.IPv4(10, 12, 0, 9), Port: 40212}
+}
 
 // BenchmarkServeDNS measures the hot path per query kind: lookup, copy and pack of the answer.
 func BenchmarkServeDNS(b *testing.B) {

@@ -2,8 +2,8 @@ package multicluster
 
 import (
 	"errors"
-	"slices"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"

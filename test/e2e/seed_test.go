@@ -147,4 +147,3 @@ func unstructuredSlice(obj map[string]any, fields ...string) ([]any, bool, error
 	s, ok := cur.([]any)
 	return s, ok, nil
 }
-
