@@ -4,7 +4,7 @@
 # processes on 127.0.0.1. One implementation, used by `make up/down/status`, the Go test helper
 # (test/clusterset), the demo and the benchmarks.
 #
-# Usage: hack/clusterset.sh up|down|status|env
+# Usage: hack/clusterset.sh up|down|status|env|stop NAME...
 #
 # Environment:
 #   CMCS_PORT_BASE      first port of the block of ~40 ports used on 127.0.0.1 (default 31000)
@@ -611,8 +611,15 @@ EOF
 
 case ${1:-} in
   up) cmd_up ;;
+  stop)
+    # stop NAME...: stop single processes (tests use it to take a member's apiserver away);
+    # `up` starts whatever is missing again.
+    shift
+    for n in "$@"; do
+      case " ${ALL[*]} " in *" $n "*) stop "$n" ;; *) die "unknown process $n (one of: ${ALL[*]})" ;; esac
+    done ;;
   down) cmd_down ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|stop NAME..." >&2; exit 2 ;;
 esac

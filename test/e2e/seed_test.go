@@ -15,7 +15,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
 )
@@ -24,48 +23,10 @@ var env *clusterset.Env
 
 func TestMain(m *testing.M) { clusterset.Main(m, &env) }
 
-var clusterGVR = schema.GroupVersionResource{Group: "cluster.karmada.io", Version: "v1alpha1", Resource: "clusters"}
-
-// propagateMCSCRDs applies the seed's CRD propagation policies and waits until both members serve
-// the MCS API and Karmada has noticed it (Cluster.status.apiEnablements): objects of a new API
-// created before that can stay unscheduled for minutes.
-func propagateMCSCRDs(t *testing.T) {
-	t.Helper()
-	env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed("00-crd-propagation.yaml"))
-	for _, member := range []string{clusterset.Member1, clusterset.Member2} {
-		for _, crd := range []string{"serviceexports.multicluster.x-k8s.io", "serviceimports.multicluster.x-k8s.io"} {
-			clusterset.Eventually(t, 60*time.Second, fmt.Sprintf("CRD %s established in %s", crd, member), func() error {
-				out, err := env.Run(member, "", "get", "crd", crd, "-o", `jsonpath={.status.conditions[?(@.type=="Established")].status}`)
-				if err != nil {
-					return err
-				}
-				if out != "True" {
-					return fmt.Errorf("Established=%q", out)
-				}
-				return nil
-			})
-		}
-		dyn := env.Dynamic(t, clusterset.Karmada)
-		clusterset.Eventually(t, 90*time.Second, "Karmada lists the MCS API in Cluster "+member, func() error {
-			c, err := dyn.Resource(clusterGVR).Get(context.Background(), member, metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			list, _, _ := unstructuredSlice(c.Object, "status", "apiEnablements")
-			for _, e := range list {
-				if m, ok := e.(map[string]any); ok && m["groupVersion"] == "multicluster.x-k8s.io/v1alpha1" {
-					return nil
-				}
-			}
-			return fmt.Errorf("apiEnablements has no multicluster.x-k8s.io/v1alpha1 yet")
-		})
-	}
-}
-
 // TestSeedStep1 is the seed's step 1, with its YAML as written: the workload goes to member1 only.
 func TestSeedStep1(t *testing.T) {
 	ctx := context.Background()
-	propagateMCSCRDs(t)
+	env.PropagateMCSCRDs(t)
 	t.Cleanup(func() {
 		env.Run(clusterset.Karmada, "", "delete", "--ignore-not-found", "--wait=false", "-f", env.Seed("01-workload.yaml"))
 	})
@@ -133,17 +94,4 @@ func TestSeedStep1(t *testing.T) {
 	if err != nil || len(pods.Items) != 0 {
 		t.Errorf("pods of serve in member2: %d (err=%v), want none", len(pods.Items), err)
 	}
-}
-
-func unstructuredSlice(obj map[string]any, fields ...string) ([]any, bool, error) {
-	cur := any(obj)
-	for _, f := range fields {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return nil, false, nil
-		}
-		cur = m[f]
-	}
-	s, ok := cur.([]any)
-	return s, ok, nil
 }

@@ -1,0 +1,57 @@
+package clusterset
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// ClusterGVR is Karmada's Cluster resource (served by karmada-aggregated-apiserver).
+var ClusterGVR = schema.GroupVersionResource{Group: "cluster.karmada.io", Version: "v1alpha1", Resource: "clusters"}
+
+// PropagateMCSCRDs applies the seed's CRD propagation policies (step 0) and waits until both
+// members serve the MCS API and Karmada has noticed it (Cluster.status.apiEnablements): objects of
+// a new API created before that can stay unscheduled for minutes.
+func (e *Env) PropagateMCSCRDs(t testing.TB) {
+	t.Helper()
+	e.KubectlT(t, Karmada, "", "apply", "-f", e.Seed("00-crd-propagation.yaml"))
+	e.WaitMCSAPI(t, Member1, Member2)
+}
+
+// WaitMCSAPI waits until the members serve both MCS CRDs (Established) and Karmada lists the API.
+func (e *Env) WaitMCSAPI(t testing.TB, members ...string) {
+	t.Helper()
+	dyn := e.Dynamic(t, Karmada)
+	for _, member := range members {
+		for _, crd := range []string{"serviceexports.multicluster.x-k8s.io", "serviceimports.multicluster.x-k8s.io"} {
+			Eventually(t, 90*time.Second, fmt.Sprintf("CRD %s established in %s", crd, member), func() error {
+				out, err := e.Run(member, "", "get", "crd", crd, "-o", `jsonpath={.status.conditions[?(@.type=="Established")].status}`)
+				if err != nil {
+					return err
+				}
+				if out != "True" {
+					return fmt.Errorf("Established=%q", out)
+				}
+				return nil
+			})
+		}
+		Eventually(t, 90*time.Second, "Karmada lists the MCS API in Cluster "+member, func() error {
+			c, err := dyn.Resource(ClusterGVR).Get(context.Background(), member, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			status, _ := c.Object["status"].(map[string]any)
+			list, _ := status["apiEnablements"].([]any)
+			for _, x := range list {
+				if m, ok := x.(map[string]any); ok && m["groupVersion"] == "multicluster.x-k8s.io/v1alpha1" {
+					return nil
+				}
+			}
+			return fmt.Errorf("apiEnablements has no multicluster.x-k8s.io/v1alpha1 yet")
+		})
+	}
+}
