@@ -122,7 +122,9 @@ func expectDig(t *testing.T, timeout time.Duration, server, name, qtype, wantSta
 
 func TestDNSOnRealAPIServer(t *testing.T) {
 	env.PropagateMCSCRDs(t)
-	t.Cleanup(func() { env.Run(clusterset.Member2, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false") })
+	t.Cleanup(func() {
+		env.Run(clusterset.Member2, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+	})
 
 	dnsPort, healthPort, readyPort, metricsPort := clusterset.FreePort(t), clusterset.FreePort(t), clusterset.FreePort(t), clusterset.FreePort(t)
 	corefile := env.MemberCorefile(t, clusterset.Member2, dnsPort, healthPort, readyPort, metricsPort)
