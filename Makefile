@@ -41,7 +41,7 @@ vet: ## Run go vet.
 
 .PHONY: test-unit
 test-unit: ## Run unit tests only (no clusterset needed).
-	go test -race -count=1 $$(go list ./... | grep -v /test/)
+	CGO_ENABLED=1 go test -race -count=1 $$(go list ./... | grep -v /test/)
 
 .PHONY: bench-plugin
 bench-plugin: ## Run the DNS plugin hot-path benchmarks (go test -bench, -benchmem).

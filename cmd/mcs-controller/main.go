@@ -1,0 +1,104 @@
+// Command mcs-controller runs the coredns-mcs MCS controller against a Karmada control plane.
+package main
+
+import (
+	"errors"
+	"flag"
+	"net/http"
+	"os"
+	"time"
+
+	"k8s.io/klog/v2"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/coredns-mcs/coredns-mcs/controller"
+)
+
+func main() {
+	var (
+		kubeconfig    string
+		kubecontext   string
+		metricsAddr   string
+		probeAddr     string
+		leaderElect   bool
+		leaderNS      string
+		workers       int
+		derivedPrefix string
+	)
+	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the Karmada control plane (in-cluster credentials when empty)")
+	flag.StringVar(&kubecontext, "context", "", "context in --kubeconfig (its current context when empty)")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader among replicas; only the leader writes")
+	flag.StringVar(&leaderNS, "leader-election-namespace", "karmada-system", "namespace of the leader election Lease on the Karmada control plane")
+	flag.IntVar(&workers, "workers", 4, "services reconciled in parallel")
+	flag.StringVar(&derivedPrefix, "derived-prefix", "derived-", "prefix of derived Service names (Karmada's is derived-)")
+	klog.InitFlags(nil)
+	flag.Parse()
+	ctrl.SetLogger(klog.NewKlogr())
+	log := ctrl.Log.WithName("setup")
+
+	if workers < 1 {
+		log.Error(errors.New("--workers must be at least 1"), "bad flag")
+		os.Exit(2)
+	}
+	if kubeconfig != "" {
+		os.Setenv("KUBECONFIG", kubeconfig)
+	}
+	cfg, err := config.GetConfigWithContext(kubecontext)
+	if err != nil {
+		log.Error(err, "no configuration for the Karmada control plane")
+		os.Exit(1)
+	}
+	lease := 15 * time.Second
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:        probeAddr,
+		LeaderElection:                leaderElect,
+		LeaderElectionID:              "coredns-mcs-controller",
+		LeaderElectionNamespace:       leaderNS,
+		LeaseDuration:                 &lease,
+		LeaderElectionReleaseOnCancel: true,
+	})
+	if err != nil {
+		log.Error(err, "creating the manager")
+		os.Exit(1)
+	}
+	c, err := controller.New(cfg, controller.Options{DerivedPrefix: derivedPrefix, Workers: workers})
+	if err != nil {
+		log.Error(err, "creating the controller")
+		os.Exit(1)
+	}
+	if err := mgr.Add(c); err != nil {
+		log.Error(err, "adding the controller")
+		os.Exit(1)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		log.Error(err, "health check")
+		os.Exit(1)
+	}
+	// Ready: a standby replica is ready (it only waits for the lease); the leader once its caches
+	// of every member are synced.
+	elected := mgr.Elected()
+	if err := mgr.AddReadyzCheck("synced", func(_ *http.Request) error {
+		select {
+		case <-elected:
+			if !c.Synced() {
+				return errors.New("member caches not synced yet")
+			}
+		default:
+		}
+		return nil
+	}); err != nil {
+		log.Error(err, "ready check")
+		os.Exit(1)
+	}
+	log.Info("starting", "leaderElection", leaderElect, "workers", workers)
+	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+		log.Error(err, "manager stopped")
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,683 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/klog/v2"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
+)
+
+var (
+	workGVR    = schema.GroupVersionResource{Group: "work.karmada.io", Version: "v1alpha1", Resource: "works"}
+	clusterGVR = schema.GroupVersionResource{Group: "cluster.karmada.io", Version: "v1alpha1", Resource: "clusters"}
+)
+
+// Options configure the controller.
+type Options struct {
+	// DerivedPrefix prefixes the derived Service's name (default "derived-", Karmada's).
+	DerivedPrefix string
+	// Workers reconcile services in parallel.
+	Workers int
+}
+
+// Controller reconciles exported services across Karmada's members.
+type Controller struct {
+	opts     Options
+	kube     kubernetes.Interface // Karmada control plane
+	dyn      dynamic.Interface
+	recorder record.EventRecorder
+
+	queue    workqueue.TypedRateLimitingInterface[string]
+	works    cache.SharedIndexInformer
+	clusters cache.SharedIndexInformer
+
+	mu      sync.RWMutex
+	members map[string]*member
+	pull    map[string]bool // pull-mode clusters already reported
+
+	ctx     context.Context
+	started atomic.Bool
+}
+
+// New builds the controller against the Karmada control plane.
+func New(cfg *rest.Config, opts Options) (*Controller, error) {
+	if opts.DerivedPrefix == "" {
+		opts.DerivedPrefix = mcs.DefaultDerivedPrefix
+	}
+	if opts.Workers <= 0 {
+		opts.Workers = 4
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	c := &Controller{
+		opts: opts, kube: kube, dyn: dyn,
+		queue:   workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "mcs"}),
+		members: map[string]*member{},
+		pull:    map[string]bool{},
+	}
+	bc := record.NewBroadcaster()
+	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	c.recorder = bc.NewRecorder(runtime.NewScheme(), corev1.EventSource{Component: "coredns-mcs-controller"})
+
+	c.works = dynInformer(dyn, workGVR, labelManagedBy+"="+ManagedBy, cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return nil, nil
+		}
+		l := u.GetLabels()
+		return []string{l[labelWorkNamespace] + "/" + l[labelWorkName]}, nil
+	}})
+	if _, err := c.works.AddEventHandler(keyHandler(c.enqueue, func(o metav1.Object) string {
+		return o.GetLabels()[labelWorkNamespace] + "/" + o.GetLabels()[labelWorkName]
+	})); err != nil {
+		return nil, err
+	}
+	c.clusters = dynInformer(dyn, clusterGVR, "", cache.Indexers{})
+	f := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if u, ok := obj.(*unstructured.Unstructured); ok {
+			c.queue.Add(clusterKeyPrefix + u.GetName())
+		}
+	}
+	if _, err := c.clusters.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, n any) { f(n) }, DeleteFunc: f}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Cluster keys share the queue with service keys; service keys never contain a colon.
+const clusterKeyPrefix = "cluster:"
+
+func dynInformer(dyn dynamic.Interface, gvr schema.GroupVersionResource, selector string, idx cache.Indexers) cache.SharedIndexInformer {
+	ri := dyn.Resource(gvr)
+	return cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = selector
+			return ri.Namespace(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = selector
+			return ri.Namespace(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}, &unstructured.Unstructured{}, 0, idx)
+}
+
+func (c *Controller) enqueue(key string) {
+	if key == "" || strings.HasPrefix(key, "/") || strings.HasSuffix(key, "/") {
+		return
+	}
+	c.queue.Add(key)
+}
+
+// NeedLeaderElection implements manager.LeaderElectionRunnable: only the leader writes.
+func (c *Controller) NeedLeaderElection() bool { return true }
+
+// Start implements manager.Runnable.
+func (c *Controller) Start(ctx context.Context) error {
+	logger := klog.FromContext(ctx)
+	c.ctx = ctx
+	go c.works.RunWithContext(ctx)
+	go c.clusters.RunWithContext(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), c.works.HasSynced, c.clusters.HasSynced) {
+		return fmt.Errorf("caches of the Karmada control plane did not sync")
+	}
+	c.started.Store(true)
+	logger.Info("controller started", "workers", c.opts.Workers)
+	var wg sync.WaitGroup
+	for range c.opts.Workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c.processNext(ctx) {
+			}
+		}()
+	}
+	<-ctx.Done()
+	c.queue.ShutDown()
+	wg.Wait()
+	c.mu.Lock()
+	for _, m := range c.members {
+		m.stop()
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// Synced reports whether the controller has started and every member's caches are filled; the
+// readiness probe uses it.
+func (c *Controller) Synced() bool {
+	if !c.started.Load() {
+		return false
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, m := range c.members {
+		if !m.synced() {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Controller) processNext(ctx context.Context) bool {
+	key, quit := c.queue.Get()
+	if quit {
+		return false
+	}
+	defer c.queue.Done(key)
+	start := time.Now()
+	var err error
+	var requeue time.Duration
+	if name, ok := strings.CutPrefix(key, clusterKeyPrefix); ok {
+		err = c.syncCluster(ctx, name)
+	} else {
+		requeue, err = c.reconcile(ctx, key)
+	}
+	reconcileDuration.Observe(time.Since(start).Seconds())
+	switch {
+	case err != nil:
+		reconcileTotal.WithLabelValues("error").Inc()
+		klog.FromContext(ctx).Error(err, "reconcile failed; retrying", "key", key)
+		c.queue.AddRateLimited(key)
+	case requeue > 0:
+		reconcileTotal.WithLabelValues("requeue").Inc()
+		c.queue.Forget(key)
+		c.queue.AddAfter(key, requeue)
+	default:
+		reconcileTotal.WithLabelValues("success").Inc()
+		c.queue.Forget(key)
+	}
+	return true
+}
+
+// syncCluster keeps the member of Karmada Cluster name in step with its object and credentials.
+func (c *Controller) syncCluster(ctx context.Context, name string) error {
+	logger := klog.FromContext(ctx).WithValues("cluster", name)
+	obj, exists, err := c.clusters.GetStore().GetByKey(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	old := c.members[name]
+	c.mu.Unlock()
+	if !exists {
+		if old != nil {
+			logger.Info("cluster left Karmada; forgetting it")
+			c.removeMember(name)
+		}
+		return nil
+	}
+	u := obj.(*unstructured.Unstructured)
+	mode, _, _ := unstructured.NestedString(u.Object, "spec", "syncMode")
+	if mode != "Push" {
+		c.mu.Lock()
+		reported := c.pull[name]
+		c.pull[name] = true
+		c.mu.Unlock()
+		if !reported {
+			logger.Info("cluster is in Pull mode, which this controller does not support: its services are neither exported nor imported", "syncMode", mode)
+			c.recorder.Eventf(u, corev1.EventTypeWarning, "UnsupportedSyncMode",
+				"coredns-mcs-controller supports Push-mode clusters only; %s is %s: its ServiceExports and ServiceImports are ignored", name, mode)
+		}
+		if old != nil {
+			c.removeMember(name)
+		}
+		return nil
+	}
+	endpoint, _, _ := unstructured.NestedString(u.Object, "spec", "apiEndpoint")
+	secretNS, _, _ := unstructured.NestedString(u.Object, "spec", "secretRef", "namespace")
+	secretName, _, _ := unstructured.NestedString(u.Object, "spec", "secretRef", "name")
+	insecure, _, _ := unstructured.NestedBool(u.Object, "spec", "insecureSkipTLSVerification")
+	if endpoint == "" || secretName == "" {
+		return fmt.Errorf("cluster %s has no apiEndpoint or secretRef", name)
+	}
+	secret, err := c.kube.CoreV1().Secrets(secretNS).Get(ctx, secretName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("credentials of cluster %s (secret %s/%s): %w", name, secretNS, secretName, err)
+	}
+	token, ca := secret.Data["token"], secret.Data["caBundle"]
+	fp := fingerprint(endpoint, token, ca, insecure)
+	if old != nil && old.fingerprint == fp {
+		return nil
+	}
+	m, err := newMember(name, restConfigFor(endpoint, token, ca, insecure), fp, c.enqueue)
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		logger.Info("cluster credentials or endpoint changed; reconnecting")
+		old.stop()
+	} else {
+		logger.Info("cluster joined", "apiEndpoint", endpoint)
+	}
+	m.start(c.ctx, c.enqueue)
+	c.mu.Lock()
+	c.members[name] = m
+	delete(c.pull, name)
+	memberGauge.Set(float64(len(c.members)))
+	c.mu.Unlock()
+	c.enqueueAll()
+	return nil
+}
+
+func (c *Controller) removeMember(name string) {
+	c.mu.Lock()
+	m := c.members[name]
+	delete(c.members, name)
+	memberGauge.Set(float64(len(c.members)))
+	c.mu.Unlock()
+	if m != nil {
+		m.stop()
+	}
+	c.enqueueAll()
+}
+
+// enqueueAll enqueues every service any member exports or imports, or we have Works for.
+func (c *Controller) enqueueAll() {
+	for _, k := range c.works.GetIndexer().ListIndexFuncValues(byServiceIndex) {
+		c.enqueue(k)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, m := range c.members {
+		_, ex, im := m.mcsInformers()
+		for _, inf := range []cache.SharedIndexInformer{ex, im} {
+			if inf != nil {
+				for _, k := range inf.GetStore().ListKeys() {
+					c.enqueue(k)
+				}
+			}
+		}
+	}
+}
+
+func (c *Controller) snapshot() []*member {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]*member, 0, len(c.members))
+	for _, m := range c.members {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// exportState is what one member says about an exported service.
+type exportState struct {
+	m     *member
+	obj   *unstructured.Unstructured
+	valid metav1.Condition
+	ex    *exporter
+}
+
+// reconcile computes the desired Works of one service from what every member holds, applies the
+// difference through Karmada, and writes the ServiceExport conditions. It is level-triggered: it
+// never depends on which event woke it.
+func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, error) {
+	ns, name, _ := strings.Cut(key, "/")
+	logger := klog.FromContext(ctx).WithValues("service", key)
+	members := c.snapshot()
+	// Nothing is deleted before every cache is complete.
+	for _, m := range members {
+		if !m.synced() {
+			return time.Second, nil
+		}
+	}
+
+	var states []*exportState
+	var exporters []exporter
+	var importers []importer
+	created := map[string]metav1.Time{}
+	for _, m := range members {
+		_, exInf, imInf := m.mcsInformers()
+		if exInf == nil {
+			continue
+		}
+		if obj, ok, _ := exInf.GetStore().GetByKey(key); ok {
+			se := obj.(*unstructured.Unstructured)
+			st := &exportState{m: m, obj: se}
+			states = append(states, st)
+			created[m.name] = se.GetCreationTimestamp()
+			svcObj, ok, _ := m.services.GetStore().GetByKey(key)
+			switch {
+			case !ok:
+				st.valid = condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonNoService,
+					fmt.Sprintf("Service %s not found in cluster %s", key, m.name))
+			case svcObj.(*corev1.Service).Spec.Type == corev1.ServiceTypeExternalName:
+				st.valid = condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonInvalidServiceType,
+					"Service "+key+" is of type ExternalName, which cannot be exported")
+			default:
+				st.valid = condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonValid,
+					"Service "+key+" is exported")
+				ex := exporter{cluster: m.name, clusterID: m.id, service: svcObj.(*corev1.Service)}
+				objs, _ := m.slices.GetIndexer().ByIndex(byServiceIndex, key)
+				for _, o := range objs {
+					if s := o.(*discoveryv1.EndpointSlice); exportable(s) {
+						ex.slices = append(ex.slices, s)
+					}
+				}
+				sort.Slice(ex.slices, func(i, j int) bool { return ex.slices[i].Name < ex.slices[j].Name })
+				exporters = append(exporters, ex)
+				st.ex = &exporters[len(exporters)-1]
+			}
+		}
+		if obj, ok, _ := imInf.GetStore().GetByKey(key); ok {
+			importers = append(importers, importer{cluster: m.name, ports: importPorts(obj.(*unstructured.Unstructured))})
+		}
+	}
+	sortExporters(exporters, created)
+
+	desired, err := desiredWorks(ns, name, c.opts.DerivedPrefix, exporters, importers)
+	if err != nil {
+		return 0, err
+	}
+	applied, err := c.applyWorks(ctx, ns, name, desired)
+	if err != nil {
+		return 0, err
+	}
+
+	// Ready: every desired Work applied in its member.
+	var pending []string
+	for _, w := range desired {
+		if !applied[w.namespace+"/"+w.name] {
+			pending = append(pending, strings.TrimPrefix(w.namespace, ExecutionNamespacePrefix))
+		}
+	}
+	pending = uniqueSorted(pending)
+	var ready metav1.Condition
+	switch {
+	case len(importers) == 0:
+		ready = condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonExported,
+			"exported; no cluster imports it yet")
+	case len(pending) == 0:
+		names := make([]string, 0, len(importers))
+		for _, im := range importers {
+			names = append(names, im.cluster)
+		}
+		ready = condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonExported,
+			"derived Service and EndpointSlices applied in "+strings.Join(names, ", "))
+	default:
+		ready = condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonPending,
+			"waiting for Karmada to apply the derived Service and EndpointSlices in "+strings.Join(pending, ", "))
+	}
+
+	var template []metav1.Condition
+	for _, st := range states {
+		conds := []metav1.Condition{st.valid}
+		if st.ex != nil {
+			conds = append(conds, ready)
+		} else {
+			conds = append(conds, condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonFailed,
+				"not exported: "+st.valid.Message))
+		}
+		if err := c.writeStatus(ctx, st.m.dyn, st.m.seGVRValue(), st.obj, conds); err != nil {
+			return 0, fmt.Errorf("status of ServiceExport %s in %s: %w", key, st.m.name, err)
+		}
+		template = mergeTemplate(template, st.m.name, conds)
+	}
+	if len(states) > 0 {
+		if err := c.mirrorToKarmada(ctx, ns, name, template); err != nil {
+			logger.V(2).Info("mirroring ServiceExport status to the Karmada control plane", "err", err)
+		}
+	}
+	if len(pending) > 0 {
+		return 2 * time.Second, nil // Work status events requeue sooner; this is a safety net
+	}
+	return 0, nil
+}
+
+func (m *member) seGVRValue() schema.GroupVersionResource {
+	gvr, _, _ := m.mcsInformers()
+	return gvr
+}
+
+func importPorts(si *unstructured.Unstructured) []corev1.ServicePort {
+	raw, _, _ := unstructured.NestedSlice(si.Object, "spec", "ports")
+	var out []corev1.ServicePort
+	for _, r := range raw {
+		p, ok := r.(map[string]any)
+		if !ok {
+			continue
+		}
+		sp := corev1.ServicePort{Protocol: corev1.ProtocolTCP}
+		sp.Name, _ = p["name"].(string)
+		if proto, ok := p["protocol"].(string); ok && proto != "" {
+			sp.Protocol = corev1.Protocol(proto)
+		}
+		switch n := p["port"].(type) {
+		case int64:
+			sp.Port = int32(n)
+		case float64:
+			sp.Port = int32(n)
+		}
+		if ap, ok := p["appProtocol"].(string); ok && ap != "" {
+			sp.AppProtocol = &ap
+		}
+		if sp.Port > 0 {
+			out = append(out, sp)
+		}
+	}
+	return out
+}
+
+func condition(t mcsv1beta1.ServiceExportConditionType, s metav1.ConditionStatus, r mcsv1beta1.ServiceExportConditionReason, msg string) metav1.Condition {
+	return metav1.Condition{Type: string(t), Status: s, Reason: string(r), Message: msg}
+}
+
+// mergeTemplate folds one member's conditions into the Karmada template's: a condition is True
+// only if it is True in every exporting member; messages name the member.
+func mergeTemplate(acc []metav1.Condition, cluster string, conds []metav1.Condition) []metav1.Condition {
+	for _, c := range conds {
+		c.Message = cluster + ": " + c.Message
+		found := false
+		for i := range acc {
+			if acc[i].Type != c.Type {
+				continue
+			}
+			found = true
+			if c.Status != metav1.ConditionTrue && acc[i].Status == metav1.ConditionTrue {
+				acc[i] = c
+			} else if c.Status == acc[i].Status {
+				acc[i].Message += "; " + c.Message
+			}
+		}
+		if !found {
+			acc = append(acc, c)
+		}
+	}
+	return acc
+}
+
+// writeStatus sets conds on the ServiceExport obj (as cached) and writes the status only if a
+// condition changed.
+func (c *Controller) writeStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, obj *unstructured.Unstructured, conds []metav1.Condition) error {
+	existing := readConditions(obj)
+	updated := append([]metav1.Condition(nil), existing...)
+	changed := false
+	for _, cond := range conds {
+		cond.ObservedGeneration = obj.GetGeneration()
+		if cur := meta.FindStatusCondition(updated, cond.Type); cur != nil &&
+			cur.Status == cond.Status && cur.Reason == cond.Reason && cur.Message == cond.Message && cur.ObservedGeneration == cond.ObservedGeneration {
+			continue
+		}
+		meta.SetStatusCondition(&updated, cond)
+		changed = true
+	}
+	if !changed {
+		return nil
+	}
+	out := obj.DeepCopy()
+	raw := make([]any, 0, len(updated))
+	for _, cond := range updated {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&cond)
+		if err != nil {
+			return err
+		}
+		raw = append(raw, m)
+	}
+	if err := unstructured.SetNestedSlice(out.Object, raw, "status", "conditions"); err != nil {
+		return err
+	}
+	_, err := dyn.Resource(gvr).Namespace(obj.GetNamespace()).UpdateStatus(ctx, out, metav1.UpdateOptions{})
+	if err == nil {
+		statusWrites.Inc()
+	}
+	return err
+}
+
+func readConditions(obj *unstructured.Unstructured) []metav1.Condition {
+	raw, _, _ := unstructured.NestedSlice(obj.Object, "status", "conditions")
+	var out []metav1.Condition
+	for _, r := range raw {
+		m, ok := r.(map[string]any)
+		if !ok {
+			continue
+		}
+		var cond metav1.Condition
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &cond); err == nil {
+			out = append(out, cond)
+		}
+	}
+	return out
+}
+
+// mirrorToKarmada writes the merged conditions onto the ServiceExport on the Karmada control
+// plane (where the user applied it, as in the seed), if there is one.
+func (c *Controller) mirrorToKarmada(ctx context.Context, ns, name string, conds []metav1.Condition) error {
+	for _, gvr := range exportGVRs {
+		obj, err := c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			if strings.Contains(err.Error(), "the server could not find the requested resource") {
+				continue // this version is not served
+			}
+			return nil // no template: the export was created in the member directly
+		}
+		if err != nil {
+			continue
+		}
+		return c.writeStatus(ctx, c.dyn, gvr, obj, conds)
+	}
+	return nil
+}
+
+// applyWorks makes the Works of service ns/name equal to desired: creates and updates what
+// differs, deletes ours that are no longer desired (selected by our labels only). It returns
+// which Works (namespace/name) Karmada reports as applied.
+func (c *Controller) applyWorks(ctx context.Context, ns, name string, desired []workObject) (map[string]bool, error) {
+	existing := map[string]*unstructured.Unstructured{}
+	objs, err := c.works.GetIndexer().ByIndex(byServiceIndex, ns+"/"+name)
+	if err != nil {
+		return nil, err
+	}
+	for _, o := range objs {
+		u := o.(*unstructured.Unstructured)
+		existing[u.GetNamespace()+"/"+u.GetName()] = u
+	}
+	applied := map[string]bool{}
+	want := map[string]bool{}
+	for _, w := range desired {
+		k := w.namespace + "/" + w.name
+		want[k] = true
+		cur := existing[k]
+		if cur != nil && cur.GetAnnotations()[annotationHash] == w.hash && cur.GetDeletionTimestamp() == nil {
+			applied[k] = workApplied(cur)
+			continue
+		}
+		obj := w.toUnstructured(ns, name)
+		ri := c.dyn.Resource(workGVR).Namespace(w.namespace)
+		if cur == nil {
+			if _, err := ri.Create(ctx, obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return nil, fmt.Errorf("create Work %s: %w", k, err)
+			}
+			workWrites.WithLabelValues("create").Inc()
+			continue
+		}
+		if cur.GetDeletionTimestamp() != nil {
+			continue // being deleted; recreated on the next pass
+		}
+		obj.SetResourceVersion(cur.GetResourceVersion())
+		obj.SetFinalizers(cur.GetFinalizers())
+		// Keep labels others (Karmada's webhook) added.
+		labels := cur.GetLabels()
+		for lk, lv := range obj.GetLabels() {
+			labels[lk] = lv
+		}
+		obj.SetLabels(labels)
+		if _, err := ri.Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+			return nil, fmt.Errorf("update Work %s: %w", k, err)
+		}
+		workWrites.WithLabelValues("update").Inc()
+	}
+	for k, u := range existing {
+		if want[k] || u.GetDeletionTimestamp() != nil {
+			continue
+		}
+		err := c.dyn.Resource(workGVR).Namespace(u.GetNamespace()).Delete(ctx, u.GetName(), metav1.DeleteOptions{
+			Preconditions: &metav1.Preconditions{UID: ptrUID(u)},
+		})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("delete Work %s: %w", k, err)
+		}
+		workWrites.WithLabelValues("delete").Inc()
+	}
+	return applied, nil
+}
+
+func ptrUID(u *unstructured.Unstructured) *types.UID {
+	uid := u.GetUID()
+	return &uid
+}
+
+// workApplied reports Karmada's Applied condition on a Work.
+func workApplied(u *unstructured.Unstructured) bool {
+	for _, cond := range readConditions(u) {
+		if cond.Type == "Applied" {
+			return cond.Status == metav1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func uniqueSorted(s []string) []string {
+	sort.Strings(s)
+	out := s[:0]
+	for i, v := range s {
+		if i == 0 || v != s[i-1] {
+			out = append(out, v)
+		}
+	}
+	return out
+}

@@ -1,0 +1,264 @@
+// Package controller is the MCS controller that runs beside the Karmada control plane: it watches
+// ServiceExports, their Services and EndpointSlices in every member, and writes `derived-<svc>`
+// Services and mirrored EndpointSlices into the members that import the service, through Karmada
+// Work objects, with ServiceExport conditions.
+package controller
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
+)
+
+const (
+	// ManagedBy is the endpointslice.kubernetes.io/managed-by value of the slices we write, and the
+	// app.kubernetes.io/managed-by value of our Works and derived Services.
+	ManagedBy = "mcs-controller.coredns-mcs.io"
+
+	labelManagedBy      = "app.kubernetes.io/managed-by"
+	labelSliceManagedBy = discoveryv1.LabelManagedBy
+	// Labels on our Works, naming the exported service they serve.
+	labelWorkNamespace = "mcs.coredns-mcs.io/service-namespace"
+	labelWorkName      = "mcs.coredns-mcs.io/service-name"
+	labelWorkCluster   = "mcs.coredns-mcs.io/source-cluster"
+	annotationHash     = "mcs.coredns-mcs.io/manifest-hash"
+
+	// ExecutionNamespacePrefix is Karmada's per-cluster namespace for Works.
+	ExecutionNamespacePrefix = "karmada-es-"
+)
+
+// karmadaSliceManagers are managed-by values of slices Karmada's own MCS controllers write.
+var karmadaSliceManagers = map[string]bool{
+	"endpointslice-controller.karmada.io":          true,
+	"endpointslice-dispatch-controller.karmada.io": true,
+}
+
+// exportable reports whether a member's EndpointSlice is an original of the exported Service,
+// never a slice that we or Karmada wrote (re-exporting those would loop endpoints between clusters).
+func exportable(s *discoveryv1.EndpointSlice) bool {
+	m := s.Labels[labelSliceManagedBy]
+	return m != ManagedBy && !karmadaSliceManagers[m] && s.Labels[mcs.LabelSourceCluster] == ""
+}
+
+// exporter is one member's export of a service.
+type exporter struct {
+	cluster   string // Karmada cluster name
+	clusterID string // the id other clusters see (ClusterProperty cluster.clusterset.k8s.io, else the name)
+	service   *corev1.Service
+	slices    []*discoveryv1.EndpointSlice
+}
+
+// importer is one member that imports a service (a ServiceImport of that name exists there).
+type importer struct {
+	cluster string
+	// ports of the member's ServiceImport, if it lists any.
+	ports []corev1.ServicePort
+}
+
+// workObject is one desired Work: its namespace/name and the single manifest it carries.
+type workObject struct {
+	namespace, name string
+	cluster         string // the importing cluster
+	sourceCluster   string // for slices: the exporter
+	manifest        map[string]any
+	hash            string
+}
+
+// desiredWorks computes every Work the service ns/name needs: per importer, the derived Service
+// and one mirrored EndpointSlice per source slice of every valid exporter.
+func desiredWorks(ns, name, prefix string, exporters []exporter, importers []importer) ([]workObject, error) {
+	if len(exporters) == 0 {
+		return nil, nil
+	}
+	derived := mcs.DerivedServiceName(prefix, ns, name)
+	var out []workObject
+	for _, imp := range importers {
+		svc := derivedService(ns, name, derived, exporters, imp)
+		w, err := newWork(imp.cluster, workName("svc", ns, name, ""), "", svc)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, w)
+		for _, ex := range exporters {
+			for _, src := range ex.slices {
+				es := mirrorSlice(ns, name, derived, ex.clusterID, src)
+				w, err := newWork(imp.cluster, workName("eps", ns, name, ex.cluster+"/"+src.Name), ex.cluster, es)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, w)
+			}
+		}
+	}
+	return out, nil
+}
+
+// derivedService is the selector-less ClusterIP Service that kube-proxy in the importer programs
+// from the mirrored slices. Its ClusterIP is allocated by the importer and kept by Karmada's
+// execution controller on every update.
+func derivedService(ns, name, derived string, exporters []exporter, imp importer) *corev1.Service {
+	ports := imp.ports
+	if len(ports) == 0 {
+		ports = unionPorts(exporters)
+	}
+	svc := &corev1.Service{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name: derived, Namespace: ns,
+			Labels: map[string]string{labelManagedBy: ManagedBy, mcs.LabelServiceName: name},
+		},
+		Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Ports: ports},
+	}
+	if derived != mcs.DefaultDerivedPrefix+name {
+		svc.Annotations = map[string]string{mcs.AnnotationDerivedService: derived}
+	}
+	// The oldest exporter's session affinity (exporters are ordered oldest first).
+	if first := exporters[0].service; first.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		svc.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
+		svc.Spec.SessionAffinityConfig = first.Spec.SessionAffinityConfig.DeepCopy()
+	}
+	return svc
+}
+
+// unionPorts merges the exporters' Service ports, oldest exporter first, by name then by
+// protocol and port.
+func unionPorts(exporters []exporter) []corev1.ServicePort {
+	var out []corev1.ServicePort
+	seen := map[string]bool{}
+	for _, ex := range exporters {
+		for _, p := range ex.service.Spec.Ports {
+			key := "n/" + p.Name
+			if p.Name == "" {
+				key = fmt.Sprintf("p/%s/%d", p.Protocol, p.Port)
+			}
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			proto := p.Protocol
+			if proto == "" {
+				proto = corev1.ProtocolTCP
+			}
+			out = append(out, corev1.ServicePort{Name: p.Name, Protocol: proto, Port: p.Port, AppProtocol: p.AppProtocol})
+		}
+	}
+	return out
+}
+
+// mirrorSlice copies a source slice for the importer: the derived Service's name for kube-proxy,
+// the KEP-1645 labels for DNS, and the endpoints with their conditions and hostnames. Node names
+// and targetRefs point into the source cluster, so they are dropped.
+func mirrorSlice(ns, name, derived, clusterID string, src *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
+	es := &discoveryv1.EndpointSlice{
+		TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:      sliceName(derived, clusterID, src.Name),
+			Namespace: ns,
+			Labels: map[string]string{
+				discoveryv1.LabelServiceName: derived,
+				mcs.LabelServiceName:         name,
+				mcs.LabelSourceCluster:       clusterID,
+				labelSliceManagedBy:          ManagedBy,
+			},
+		},
+		AddressType: src.AddressType,
+		Ports:       src.Ports,
+	}
+	for _, e := range src.Endpoints {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
+			Addresses:  e.Addresses,
+			Conditions: e.Conditions,
+			Hostname:   e.Hostname,
+			Zone:       e.Zone,
+		})
+	}
+	return es
+}
+
+func shortHash(s string, n int) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])[:n]
+}
+
+// sliceName is a stable, valid name for a mirrored slice: one per source cluster and slice.
+func sliceName(derived, clusterID, src string) string {
+	base := derived + "-" + strings.ReplaceAll(clusterID, ".", "-")
+	if len(base) > 200 {
+		base = base[:200]
+	}
+	return base + "-" + shortHash(clusterID+"/"+src, 10)
+}
+
+// workName names a Work in karmada-es-<importer>: kind (svc, eps), the service and, for slices,
+// the source; hashed where it would be too long.
+func workName(kind, ns, name, source string) string {
+	n := "mcs-" + kind + "-" + ns + "-" + name
+	if source != "" {
+		n += "-" + shortHash(source, 10)
+	}
+	if len(n) > 253 {
+		n = n[:242] + "-" + shortHash(n, 10)
+	}
+	return n
+}
+
+func newWork(cluster, name, source string, obj any) (workObject, error) {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return workObject{}, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return workObject{}, err
+	}
+	// Never carry server-set fields.
+	if md, ok := m["metadata"].(map[string]any); ok {
+		delete(md, "creationTimestamp")
+	}
+	delete(m, "status")
+	raw, _ = json.Marshal(m)
+	return workObject{
+		namespace: ExecutionNamespacePrefix + cluster, name: name, cluster: cluster, sourceCluster: source,
+		manifest: m, hash: shortHash(string(raw), 16),
+	}, nil
+}
+
+// toUnstructured renders the Work object for key ns/name.
+func (w workObject) toUnstructured(ns, name string) *unstructured.Unstructured {
+	labels := map[string]any{labelManagedBy: ManagedBy, labelWorkNamespace: ns, labelWorkName: name}
+	if w.sourceCluster != "" {
+		labels[labelWorkCluster] = w.sourceCluster
+	}
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "work.karmada.io/v1alpha1",
+		"kind":       "Work",
+		"metadata": map[string]any{
+			"name": w.name, "namespace": w.namespace,
+			"labels":      labels,
+			"annotations": map[string]any{annotationHash: w.hash},
+		},
+		"spec": map[string]any{"workload": map[string]any{"manifests": []any{w.manifest}}},
+	}}
+}
+
+// sortExporters orders exporters oldest ServiceExport first (conflict resolution and session
+// affinity follow the oldest), then by cluster name.
+func sortExporters(ex []exporter, created map[string]metav1.Time) {
+	sort.SliceStable(ex, func(i, j int) bool {
+		a, b := created[ex[i].cluster], created[ex[j].cluster]
+		if !a.Equal(&b) {
+			return a.Before(&b)
+		}
+		return ex[i].cluster < ex[j].cluster
+	})
+}

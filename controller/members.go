@@ -1,0 +1,262 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
+)
+
+// Preferred first.
+var (
+	exportGVRs = []schema.GroupVersionResource{
+		{Group: mcs.Group, Version: "v1beta1", Resource: "serviceexports"},
+		{Group: mcs.Group, Version: "v1alpha1", Resource: "serviceexports"},
+	}
+	importGVRs = []schema.GroupVersionResource{
+		{Group: mcs.Group, Version: "v1beta1", Resource: "serviceimports"},
+		{Group: mcs.Group, Version: "v1alpha1", Resource: "serviceimports"},
+	}
+	clusterPropertyGVR = schema.GroupVersionResource{Group: "about.k8s.io", Version: "v1alpha1", Resource: "clusterproperties"}
+)
+
+const (
+	byServiceIndex = "service" // namespace/<kubernetes.io/service-name>
+	// clusterIDProperty is the KEP-2149 ClusterProperty naming a cluster within its clusterset.
+	clusterIDProperty = "cluster.clusterset.k8s.io"
+)
+
+// member is one Karmada member cluster: its clients and informers on ServiceExports,
+// ServiceImports, Services and EndpointSlices.
+type member struct {
+	name        string
+	id          string
+	fingerprint string
+	kube        kubernetes.Interface
+	dyn         dynamic.Interface
+
+	services, slices cache.SharedIndexInformer
+
+	mu         sync.Mutex
+	seGVR      schema.GroupVersionResource
+	exports    cache.SharedIndexInformer
+	imports    cache.SharedIndexInformer
+	apiMissing atomic.Bool
+
+	cancel context.CancelFunc
+}
+
+func restConfigFor(endpoint string, token, ca []byte, insecure bool) *rest.Config {
+	cfg := &rest.Config{Host: endpoint, BearerToken: string(token), QPS: 50, Burst: 100, UserAgent: "coredns-mcs-controller"}
+	if insecure {
+		cfg.Insecure = true
+	} else {
+		cfg.CAData = ca
+	}
+	return cfg
+}
+
+func fingerprint(endpoint string, token, ca []byte, insecure bool) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v", endpoint, token, ca, insecure)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// newMember builds the clients and informers of a member; enqueue receives service keys.
+func newMember(name string, cfg *rest.Config, fp string, enqueue func(string)) (*member, error) {
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	m := &member{name: name, id: name, fingerprint: fp, kube: kube, dyn: dyn}
+	m.services = cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return kube.CoreV1().Services(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return kube.CoreV1().Services(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}, &corev1.Service{}, 0, cache.Indexers{})
+	m.slices = cache.NewSharedIndexInformer(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.LabelSelector = discoveryv1.LabelServiceName
+			return kube.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.LabelSelector = discoveryv1.LabelServiceName
+			return kube.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).Watch(ctx, o)
+		},
+	}, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
+		s, ok := obj.(*discoveryv1.EndpointSlice)
+		if !ok {
+			return nil, nil
+		}
+		return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
+	}})
+	if _, err := m.services.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string {
+		return o.GetNamespace() + "/" + o.GetName()
+	})); err != nil {
+		return nil, err
+	}
+	if _, err := m.slices.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string {
+		// Our own mirrored slices name the imported service in the MCS label.
+		if svc := o.GetLabels()[mcs.LabelServiceName]; svc != "" {
+			return o.GetNamespace() + "/" + svc
+		}
+		return o.GetNamespace() + "/" + o.GetLabels()[discoveryv1.LabelServiceName]
+	})); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// keyHandler enqueues the key of every added, updated or deleted object.
+func keyHandler(enqueue func(string), key func(metav1.Object) string) cache.ResourceEventHandlerFuncs {
+	f := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		if o, ok := obj.(metav1.Object); ok {
+			enqueue(key(o))
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, n any) { f(n) }, DeleteFunc: f}
+}
+
+// start runs the member's informers until stop; the MCS informers start once the member serves
+// the MCS API (the seed propagates the CRDs after the member joined).
+func (m *member) start(parent context.Context, enqueue func(string)) {
+	ctx, cancel := context.WithCancel(parent)
+	m.cancel = cancel
+	go m.services.RunWithContext(ctx)
+	go m.slices.RunWithContext(ctx)
+	go m.discoverMCS(ctx, enqueue)
+}
+
+func (m *member) stop() {
+	if m.cancel != nil {
+		m.cancel()
+	}
+}
+
+func (m *member) discoverMCS(ctx context.Context, enqueue func(string)) {
+	logger := klog.FromContext(ctx).WithValues("cluster", m.name)
+	m.id = m.clusterID(ctx)
+	logged := false
+	for {
+		se, okSE := firstServed(m, exportGVRs)
+		si, okSI := firstServed(m, importGVRs)
+		if okSE && okSI {
+			m.startMCS(ctx, se, si, enqueue)
+			logger.Info("watching the MCS API", "serviceexports", se.GroupVersion().String(), "clusterID", m.id)
+			m.apiMissing.Store(false)
+			return
+		}
+		m.apiMissing.Store(true)
+		if !logged {
+			logger.Info("member does not serve the MCS API (ServiceExport/ServiceImport CRDs) yet; waiting for it")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func firstServed(m *member, gvrs []schema.GroupVersionResource) (schema.GroupVersionResource, bool) {
+	for _, gvr := range gvrs {
+		list, err := m.kube.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String())
+		if err != nil {
+			continue
+		}
+		for _, r := range list.APIResources {
+			if r.Name == gvr.Resource {
+				return gvr, true
+			}
+		}
+	}
+	return schema.GroupVersionResource{}, false
+}
+
+// clusterID is the member's ClusterProperty cluster.clusterset.k8s.io, else its Karmada name.
+func (m *member) clusterID(ctx context.Context) string {
+	cp, err := m.dyn.Resource(clusterPropertyGVR).Get(ctx, clusterIDProperty, metav1.GetOptions{})
+	if err == nil {
+		if v, _, _ := unstructured.NestedString(cp.Object, "spec", "value"); v != "" {
+			return v
+		}
+	} else if !apierrors.IsNotFound(err) && !isNoMatch(err) {
+		klog.FromContext(ctx).V(2).Info("reading ClusterProperty", "cluster", m.name, "err", err)
+	}
+	return m.name
+}
+
+func isNoMatch(err error) bool {
+	return apierrors.IsNotFound(err) || apierrors.ReasonForError(err) == metav1.StatusReasonNotFound
+}
+
+func (m *member) startMCS(ctx context.Context, se, si schema.GroupVersionResource, enqueue func(string)) {
+	mk := func(gvr schema.GroupVersionResource) cache.SharedIndexInformer {
+		ri := m.dyn.Resource(gvr)
+		inf := cache.NewSharedIndexInformer(&cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return ri.Namespace(metav1.NamespaceAll).List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return ri.Namespace(metav1.NamespaceAll).Watch(ctx, o)
+			},
+		}, &unstructured.Unstructured{}, 0, cache.Indexers{})
+		_, _ = inf.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string { return o.GetNamespace() + "/" + o.GetName() }))
+		go inf.RunWithContext(ctx)
+		return inf
+	}
+	m.mu.Lock()
+	m.seGVR = se
+	m.exports = mk(se)
+	m.imports = mk(si)
+	m.mu.Unlock()
+}
+
+func (m *member) mcsInformers() (schema.GroupVersionResource, cache.SharedIndexInformer, cache.SharedIndexInformer) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.seGVR, m.exports, m.imports
+}
+
+// synced reports whether everything the member serves is in the caches; a member that does not
+// serve the MCS API yet counts as synced (it exports and imports nothing).
+func (m *member) synced() bool {
+	if !m.services.HasSynced() || !m.slices.HasSynced() {
+		return false
+	}
+	_, ex, im := m.mcsInformers()
+	if ex == nil {
+		return m.apiMissing.Load()
+	}
+	return ex.HasSynced() && im.HasSynced()
+}

@@ -1,0 +1,34 @@
+package controller
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	reconcileTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coredns_mcs_controller_reconciles_total",
+		Help: "Reconciles of exported services and clusters, by result (success, requeue, error).",
+	}, []string{"result"})
+	reconcileDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "coredns_mcs_controller_reconcile_duration_seconds",
+		Help:    "Time to reconcile one exported service or cluster.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+	})
+	workWrites = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coredns_mcs_controller_work_writes_total",
+		Help: "Karmada Work objects written, by operation (create, update, delete).",
+	}, []string{"op"})
+	statusWrites = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "coredns_mcs_controller_status_writes_total",
+		Help: "ServiceExport status updates written (members and the Karmada control plane).",
+	})
+	memberGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "coredns_mcs_controller_members",
+		Help: "Push-mode member clusters the controller watches.",
+	})
+)
+
+func init() {
+	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, memberGauge)
+}
