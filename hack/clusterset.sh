@@ -9,6 +9,7 @@
 # Environment:
 #   CMCS_PORT_BASE      first port of the block of ~40 ports used on 127.0.0.1 (default 31000)
 #   CMCS_KARMADA_MCS    on|off: run Karmada's built-in MCS controllers (default off: ours replaces them)
+#   CMCS_MCS_CRDS       karmada|mcs-api: the MCS CRDs on the Karmada control plane (see bootstrap_karmada)
 #   CMCS_CLUSTERSET_DIR state directory (default _output/clusterset in the repository)
 #   CMCS_CACHE          where hack/build-deps.sh keeps the binaries (default ~/.cache/coredns-mcs)
 set -euo pipefail
@@ -19,6 +20,7 @@ source "$here/versions.sh"
 DIR=${CMCS_CLUSTERSET_DIR:-$repo/_output/clusterset}
 P=${CMCS_PORT_BASE:-31000}
 KARMADA_MCS=${CMCS_KARMADA_MCS:-off}
+MCS_CRDS=${CMCS_MCS_CRDS:-karmada}
 MEMBERS=(member1 member2)
 
 ETCD_BIN=$CMCS_CACHE/etcd-$ETCD_VERSION/etcd
@@ -43,6 +45,15 @@ declare -A SVC_CIDR=([karmada]=10.96.0.0/16 [member1]=10.11.0.0/16 [member2]=10.
 declare -A NODE_IP=([member1]=172.30.1.1 [member2]=172.30.2.1)
 
 PKI=$DIR/pki LOGS=$DIR/logs PIDS=$DIR/pids KCFG=$DIR/kubeconfig
+
+# mcs_crds_dir: the directory of the MCS CRDs installed on the Karmada control plane.
+mcs_crds_dir() {
+  case $MCS_CRDS in
+    karmada) echo "$KARMADA_DIR/crds/bases/multicluster" ;;
+    mcs-api) echo "$repo/manifests/crds" ;;
+    *) die "CMCS_MCS_CRDS must be karmada or mcs-api, not $MCS_CRDS" ;;
+  esac
+}
 
 log() { printf '[clusterset %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() {
@@ -327,14 +338,17 @@ apply() { local c=$1; shift; kc "$c" apply --server-side --force-conflicts --fie
 bootstrap_karmada() {
   kc karmada create namespace karmada-system --dry-run=client -o yaml | apply karmada -f -
   kc karmada create namespace karmada-cluster --dry-run=client -o yaml | apply karmada -f -
-  # Karmada's own CRDs, but not its copy of the mcs-api CRDs (v1alpha1 only): the mcs-api v0.5 CRDs
-  # (v1alpha1 and v1beta1) are installed instead, on the Karmada control plane; the seed propagates
-  # them to the members.
+  # Karmada's own CRDs. The MCS CRDs on the Karmada control plane are chosen by CMCS_MCS_CRDS:
+  # "karmada" (default) is the v1alpha1-only copy Karmada v1.16 ships, which the seed's policies
+  # (apiVersion multicluster.x-k8s.io/v1alpha1) need: Karmada matches resource selectors against
+  # the version it watches, the preferred one, and with the mcs-api v0.5 CRDs that is v1beta1, so
+  # the seed's ServiceExport and ServiceImport would never be propagated. "mcs-api" installs the
+  # mcs-api v0.5.2 CRDs (v1alpha1 + v1beta1) from manifests/crds instead.
   local d
   for d in "$KARMADA_DIR"/crds/bases/*/; do
     [ "$(basename "$d")" = multicluster ] || apply karmada -f "$d"
   done
-  apply karmada -k "$repo/manifests/crds"
+  if [ -f "$(mcs_crds_dir)/kustomization.yaml" ]; then apply karmada -k "$(mcs_crds_dir)"; else apply karmada -f "$(mcs_crds_dir)"; fi
   local ca
   ca=$(b64 "$PKI/ca.crt")
   # The conversion webhook of the binding CRDs, pointed at karmada-webhook on loopback.
@@ -606,6 +620,8 @@ CMCS_MEMBER2_POD_CIDR=${POD_CIDR[member2]}
 CMCS_MEMBER1_SERVICE_CIDR=${SVC_CIDR[member1]}
 CMCS_MEMBER2_SERVICE_CIDR=${SVC_CIDR[member2]}
 CMCS_KARMADA_MCS=$KARMADA_MCS
+CMCS_MCS_CRDS=$MCS_CRDS
+CMCS_MCS_CRDS_DIR=$(mcs_crds_dir)
 EOF
 }
 

@@ -19,7 +19,6 @@ import (
 
 func main() {
 	var (
-		kubeconfig    string
 		kubecontext   string
 		metricsAddr   string
 		probeAddr     string
@@ -28,7 +27,6 @@ func main() {
 		workers       int
 		derivedPrefix string
 	)
-	flag.StringVar(&kubeconfig, "kubeconfig", "", "kubeconfig of the Karmada control plane (in-cluster credentials when empty)")
 	flag.StringVar(&kubecontext, "context", "", "context in --kubeconfig (its current context when empty)")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
@@ -36,6 +34,8 @@ func main() {
 	flag.StringVar(&leaderNS, "leader-election-namespace", "karmada-system", "namespace of the leader election Lease on the Karmada control plane")
 	flag.IntVar(&workers, "workers", 4, "services reconciled in parallel")
 	flag.StringVar(&derivedPrefix, "derived-prefix", "derived-", "prefix of derived Service names (Karmada's is derived-)")
+	// --kubeconfig (of the Karmada control plane; in-cluster credentials when empty) is
+	// controller-runtime's own flag.
 	klog.InitFlags(nil)
 	flag.Parse()
 	ctrl.SetLogger(klog.NewKlogr())
@@ -44,9 +44,6 @@ func main() {
 	if workers < 1 {
 		log.Error(errors.New("--workers must be at least 1"), "bad flag")
 		os.Exit(2)
-	}
-	if kubeconfig != "" {
-		os.Setenv("KUBECONFIG", kubeconfig)
 	}
 	cfg, err := config.GetConfigWithContext(kubecontext)
 	if err != nil {

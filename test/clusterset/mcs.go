@@ -3,6 +3,8 @@ package clusterset
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -54,4 +56,16 @@ func (e *Env) WaitMCSAPI(t testing.TB, members ...string) {
 			return fmt.Errorf("apiEnablements has no multicluster.x-k8s.io/v1alpha1 yet")
 		})
 	}
+}
+
+// ApplyMCSCRDs (re-)installs the MCS CRDs the clusterset put on the Karmada control plane
+// (CMCS_MCS_CRDS: Karmada's v1alpha1 copy by default, or the mcs-api v0.5 ones).
+func (e *Env) ApplyMCSCRDs(t testing.TB) {
+	t.Helper()
+	dir := e.Vars["CMCS_MCS_CRDS_DIR"]
+	flag := "-f"
+	if _, err := os.Stat(filepath.Join(dir, "kustomization.yaml")); err == nil {
+		flag = "-k"
+	}
+	e.KubectlT(t, Karmada, "", "apply", "--server-side", flag, dir)
 }

@@ -191,7 +191,7 @@ func TestDNSOnRealAPIServer(t *testing.T) {
 			t.Errorf("the missing CRD was logged %d times, want once", n)
 		}
 
-		env.KubectlT(t, clusterset.Karmada, "", "apply", "--server-side", "-k", filepath.Join(env.Root, "manifests", "crds"))
+		env.ApplyMCSCRDs(t)
 		env.WaitMCSAPI(t, clusterset.Member2)
 		env.KubectlT(t, clusterset.Member2, objects(true, "web-0=10.10.0.60"), "apply", "-f", "-")
 		expectDig(t, 30*time.Second, server, "alpha.dns-it.svc.clusterset.local.", "A", "NOERROR", clusterIP)
