@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -348,7 +349,6 @@ type exportState struct {
 // never depends on which event woke it.
 func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, error) {
 	ns, name, _ := strings.Cut(key, "/")
-	logger := klog.FromContext(ctx).WithValues("service", key)
 	members := c.snapshot()
 	// Nothing is deleted before every cache is complete.
 	for _, m := range members {
@@ -450,7 +450,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 	if len(states) > 0 {
 		if err := c.mirrorToKarmada(ctx, ns, name, template); err != nil {
-			logger.V(2).Info("mirroring ServiceExport status to the Karmada control plane", "err", err)
+			return 0, fmt.Errorf("mirroring the ServiceExport status to the Karmada control plane: %w", err)
 		}
 	}
 	if len(pending) > 0 {
@@ -629,7 +629,11 @@ func (c *Controller) applyWorks(ctx context.Context, ns, name string, desired []
 			continue // being deleted; recreated on the next pass
 		}
 		obj.SetResourceVersion(cur.GetResourceVersion())
-		obj.SetFinalizers(cur.GetFinalizers())
+		fins := cur.GetFinalizers()
+		if !slices.Contains(fins, executionFinalizer) {
+			fins = append(fins, executionFinalizer)
+		}
+		obj.SetFinalizers(fins)
 		// Keep labels others (Karmada's webhook) added.
 		labels := cur.GetLabels()
 		for lk, lv := range obj.GetLabels() {

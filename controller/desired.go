@@ -33,6 +33,9 @@ const (
 	labelWorkCluster   = "mcs.coredns-mcs.io/source-cluster"
 	annotationHash     = "mcs.coredns-mcs.io/manifest-hash"
 
+	// executionFinalizer is the finalizer Karmada's execution controller honours on Works.
+	executionFinalizer = "karmada.io/execution-controller"
+
 	// ExecutionNamespacePrefix is Karmada's per-cluster namespace for Works.
 	ExecutionNamespacePrefix = "karmada-es-"
 )
@@ -221,9 +224,24 @@ func newWork(cluster, name, source string, obj any) (workObject, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return workObject{}, err
 	}
-	// Never carry server-set fields.
+	// Never carry server-set fields. Objects of these names belong to this controller (derived-*
+	// is the reserved naming Karmada uses too): a leftover of an earlier Work is taken over rather
+	// than left unmanaged, which is what Karmada does without this annotation.
 	if md, ok := m["metadata"].(map[string]any); ok {
 		delete(md, "creationTimestamp")
+		ann, _ := md["annotations"].(map[string]any)
+		if ann == nil {
+			ann = map[string]any{}
+		}
+		ann["work.karmada.io/conflict-resolution"] = "overwrite"
+		md["annotations"] = ann
+		// Karmada deletes (and updates) member objects only when they carry its managed label.
+		labels, _ := md["labels"].(map[string]any)
+		if labels == nil {
+			labels = map[string]any{}
+		}
+		labels["karmada.io/managed"] = "true"
+		md["labels"] = labels
 	}
 	delete(m, "status")
 	raw, _ = json.Marshal(m)
@@ -246,6 +264,9 @@ func (w workObject) toUnstructured(ns, name string) *unstructured.Unstructured {
 			"name": w.name, "namespace": w.namespace,
 			"labels":      labels,
 			"annotations": map[string]any{annotationHash: w.hash},
+			// Karmada's execution controller deletes a Work's objects from the member before it
+			// lets the Work go, but only for Works that carry its finalizer.
+			"finalizers": []any{executionFinalizer},
 		},
 		"spec": map[string]any{"workload": map[string]any{"manifests": []any{w.manifest}}},
 	}}

@@ -25,30 +25,34 @@ type CoreDNS struct {
 	mu                   *sync.Mutex
 }
 
-var buildOnce sync.Once
-var buildErr error
+var (
+	buildMu   sync.Mutex
+	buildDone = map[string]bool{}
+)
 
-// CoreDNSBinary returns _output/bin/coredns-mcs, building it when it is missing (make test
-// builds it first).
-func CoreDNSBinary(t testing.TB) string {
+// Binary returns _output/bin/<name> (a command under cmd/), building it when it is missing
+// (make test builds them first).
+func Binary(t testing.TB, name string) string {
 	t.Helper()
-	bin := filepath.Join(RepoRoot(), "_output", "bin", "coredns-mcs")
-	buildOnce.Do(func() {
-		if _, err := os.Stat(bin); err == nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/coredns-mcs")
-		cmd.Dir = RepoRoot()
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build coredns-mcs: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	bin := filepath.Join(RepoRoot(), "_output", "bin", name)
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if buildDone[name] {
+		return bin
 	}
+	if _, err := os.Stat(bin); err != nil {
+		cmd := exec.Command("go", "build", "-o", bin, "./cmd/"+name)
+		cmd.Dir = RepoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v: %s", name, err, out)
+		}
+	}
+	buildDone[name] = true
 	return bin
 }
+
+// CoreDNSBinary returns the coredns-mcs binary.
+func CoreDNSBinary(t testing.TB) string { return Binary(t, "coredns-mcs") }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago (and whose UDP twin is free).
 func FreePort(t testing.TB) int {
@@ -218,3 +222,11 @@ func Dig(t testing.TB, server, name, qtype string, extra ...string) DigResult {
 
 // Pid returns the process id.
 func (c *CoreDNS) Pid() int { return c.cmd.Process.Pid }
+
+// StartMemberDNS runs coredns-mcs with corefile.example against member until the test ends.
+func (e *Env) StartMemberDNS(t testing.TB, member string) *CoreDNS {
+	t.Helper()
+	dnsPort, healthPort, readyPort, metricsPort := FreePort(t), FreePort(t), FreePort(t), FreePort(t)
+	corefile := e.MemberCorefile(t, member, dnsPort, healthPort, readyPort, metricsPort)
+	return StartCoreDNS(t, corefile, dnsPort, healthPort, readyPort, metricsPort, true)
+}

@@ -1,0 +1,301 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
+)
+
+var (
+	seGVR   = schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1alpha1", Resource: "serviceexports"}
+	workGVR = schema.GroupVersionResource{Group: "work.karmada.io", Version: "v1alpha1", Resource: "works"}
+)
+
+const ourManager = "mcs-controller.coredns-mcs.io"
+
+// readyIPs returns the ready endpoint addresses of the slices selected in ns, sorted.
+func readyIPs(ctx context.Context, c kubernetes.Interface, ns, selector string) ([]string, []discoveryv1.EndpointSlice, error) {
+	list, err := c.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+	if err != nil {
+		return nil, nil, err
+	}
+	var ips []string
+	for _, s := range list.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready == nil || *e.Conditions.Ready {
+				ips = append(ips, e.Addresses...)
+			}
+		}
+	}
+	slices.Sort(ips)
+	return ips, list.Items, nil
+}
+
+// servePodIPs returns the IPs of member1's Running, ready serve pods.
+func servePodIPs(ctx context.Context, m1 kubernetes.Interface) ([]string, error) {
+	pods, err := m1.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=serve"})
+	if err != nil {
+		return nil, err
+	}
+	var ips []string
+	for _, p := range pods.Items {
+		if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
+			ips = append(ips, p.Status.PodIP)
+		}
+	}
+	slices.Sort(ips)
+	return ips, nil
+}
+
+// condition returns the status and reason of a condition on an unstructured object.
+func condition(u *unstructured.Unstructured, t string) (string, string, string) {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == t {
+			s, _ := m["status"].(string)
+			r, _ := m["reason"].(string)
+			msg, _ := m["message"].(string)
+			return s, r, msg
+		}
+	}
+	return "", "", ""
+}
+
+func expectConditions(t *testing.T, ctxName, ns, name string, want map[string]string) {
+	t.Helper()
+	dyn := env.Dynamic(t, ctxName)
+	clusterset.Eventually(t, 30*time.Second, fmt.Sprintf("ServiceExport %s/%s conditions in %s", ns, name, ctxName), func() error {
+		u, err := dyn.Resource(seGVR).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		for typ, w := range want {
+			status, reason, msg := condition(u, typ)
+			if got := status + "/" + reason; got != w {
+				return fmt.Errorf("%s = %s (%s), want %s", typ, got, msg, w)
+			}
+		}
+		return nil
+	})
+}
+
+func applySeed(t testing.TB) {
+	t.Helper()
+	env.PropagateMCSCRDs(t)
+	t.Cleanup(func() {
+		for _, f := range []string{"03-import.yaml", "02-export.yaml", "01-workload.yaml"} {
+			env.Run(clusterset.Karmada, "", "delete", "--ignore-not-found", "-f", env.Seed(f))
+		}
+		// The controller (stopped after this) removes what it wrote; wait for it.
+		expectGone(t, env.Client(t, clusterset.Member2), "derived-serve")
+	})
+	for _, f := range []string{"01-workload.yaml", "02-export.yaml", "03-import.yaml"} {
+		env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed(f))
+	}
+}
+
+// TestSeedFlow is the seed's YAML applied unchanged, with our controller and Karmada's built-in
+// MCS controllers off: member2 gets derived-serve with member1's endpoints, and coredns-mcs in
+// member2 answers serve.default.svc.clusterset.local.
+func TestSeedFlow(t *testing.T) {
+	ctx := context.Background()
+	ctrl := env.StartController(t)
+	dns := env.StartMemberDNS(t, clusterset.Member2)
+	applySeed(t)
+	m1, m2 := env.Client(t, clusterset.Member1), env.Client(t, clusterset.Member2)
+	svcCIDR := netip.MustParsePrefix(env.Vars["CMCS_MEMBER2_SERVICE_CIDR"])
+
+	var derived *corev1.Service
+	clusterset.Eventually(t, 60*time.Second, "derived-serve in member2", func() error {
+		var err error
+		derived, err = m2.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{})
+		return err
+	})
+	if derived.Spec.Type != corev1.ServiceTypeClusterIP || len(derived.Spec.Selector) != 0 {
+		t.Errorf("derived-serve: type %s, selector %v; want ClusterIP without selector", derived.Spec.Type, derived.Spec.Selector)
+	}
+	if len(derived.Spec.Ports) != 1 || derived.Spec.Ports[0].Port != 80 || derived.Spec.Ports[0].Protocol != corev1.ProtocolTCP {
+		t.Errorf("derived-serve ports %+v, want 80/TCP", derived.Spec.Ports)
+	}
+	ip, err := netip.ParseAddr(derived.Spec.ClusterIP)
+	if err != nil || !svcCIDR.Contains(ip) {
+		t.Fatalf("derived-serve ClusterIP %q not in member2's service CIDR %s", derived.Spec.ClusterIP, svcCIDR)
+	}
+
+	expectSlices := func(timeout time.Duration, what string) []discoveryv1.EndpointSlice {
+		t.Helper()
+		var items []discoveryv1.EndpointSlice
+		clusterset.Eventually(t, timeout, what, func() error {
+			want, err := servePodIPs(ctx, m1)
+			if err != nil {
+				return err
+			}
+			got, list, err := readyIPs(ctx, m2, "default", "kubernetes.io/service-name=derived-serve")
+			if err != nil {
+				return err
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("member2 slices list %v, member1's serve pods are %v", got, want)
+			}
+			items = list
+			return nil
+		})
+		return items
+	}
+	items := expectSlices(30*time.Second, "member2's derived-serve slices list member1's serve pods")
+	for _, s := range items {
+		l := s.Labels
+		if l["multicluster.kubernetes.io/service-name"] != "serve" || l["multicluster.kubernetes.io/source-cluster"] != "member1" ||
+			l["endpointslice.kubernetes.io/managed-by"] != ourManager {
+			t.Errorf("slice %s labels %v", s.Name, l)
+		}
+	}
+	if _, err := m1.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("derived-serve in member1 (not an importer): err=%v, want NotFound", err)
+	}
+	expectConditions(t, clusterset.Member1, "default", "serve", map[string]string{"Valid": "True/Valid", "Ready": "True/Exported"})
+	expectConditions(t, clusterset.Karmada, "default", "serve", map[string]string{"Valid": "True/Valid", "Ready": "True/Exported"})
+	r := clusterset.Dig(t, dns.Addr, "serve.default.svc.clusterset.local.", "A")
+	if r.Status != "NOERROR" || !slices.Equal(r.Answers, []string{derived.Spec.ClusterIP}) {
+		t.Errorf("dig serve.default.svc.clusterset.local: %s %v, want %s", r.Status, r.Answers, derived.Spec.ClusterIP)
+	}
+
+	t.Run("scale to 3", func(t *testing.T) {
+		env.KubectlT(t, clusterset.Karmada, "", "-n", "default", "scale", "deployment", "serve", "--replicas=3")
+		clusterset.Eventually(t, 60*time.Second, "member1 has 3 ready serve endpoints", func() error {
+			ips, _, err := readyIPs(ctx, m1, "default", "kubernetes.io/service-name=serve")
+			if err != nil || len(ips) != 3 {
+				return fmt.Errorf("%v %v", ips, err)
+			}
+			return nil
+		})
+		start := time.Now()
+		expectSlices(2*time.Second, "member2 follows within 2s")
+		t.Logf("member2's slices followed member1's in %s", time.Since(start))
+	})
+
+	t.Run("scale to 0", func(t *testing.T) {
+		env.KubectlT(t, clusterset.Karmada, "", "-n", "default", "scale", "deployment", "serve", "--replicas=0")
+		expectSlices(60*time.Second, "member2 has no ready endpoint")
+		clusterset.Eventually(t, 10*time.Second, "NODATA with the no-ready-endpoints EDE", func() error {
+			r := clusterset.Dig(t, dns.Addr, "serve.default.svc.clusterset.local.", "A")
+			if r.Status != "NOERROR" || len(r.Answers) != 0 || !strings.Contains(r.EDE, "no ready endpoints") {
+				return fmt.Errorf("%s %v EDE %q", r.Status, r.Answers, r.EDE)
+			}
+			return nil
+		})
+		env.KubectlT(t, clusterset.Karmada, "", "-n", "default", "scale", "deployment", "serve", "--replicas=1")
+		expectSlices(60*time.Second, "back to one endpoint")
+	})
+
+	t.Run("unexport and re-export", func(t *testing.T) {
+		env.KubectlT(t, clusterset.Karmada, "", "delete", "-f", env.Seed("02-export.yaml"))
+		expectGone(t, m2, "derived-serve")
+		env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed("02-export.yaml"))
+		expectSlices(60*time.Second, "re-exported")
+		clusterset.Eventually(t, 30*time.Second, "derived-serve back", func() error {
+			_, err := m2.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{})
+			return err
+		})
+	})
+
+	t.Run("ServiceImport deleted", func(t *testing.T) {
+		env.KubectlT(t, clusterset.Karmada, "", "delete", "-f", env.Seed("03-import.yaml"))
+		expectGone(t, m2, "derived-serve")
+		env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed("03-import.yaml"))
+		expectSlices(60*time.Second, "re-imported")
+	})
+
+	if t.Failed() {
+		t.Logf("controller log:\n%s", ctrl.Log())
+	}
+}
+
+// expectGone waits until the derived Service and every slice of it are gone from the member.
+func expectGone(t testing.TB, c kubernetes.Interface, derived string) {
+	t.Helper()
+	ctx := context.Background()
+	clusterset.Eventually(t, 30*time.Second, derived+" and its slices gone", func() error {
+		if _, err := c.CoreV1().Services("default").Get(ctx, derived, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("Service %s still there (err=%v)", derived, err)
+		}
+		list, err := c.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + derived})
+		if err != nil {
+			return err
+		}
+		if len(list.Items) > 0 {
+			return fmt.Errorf("%d slices left", len(list.Items))
+		}
+		return nil
+	})
+}
+
+// TestInvalidExports: exports without a Service or of an ExternalName Service are Valid=False
+// with the KEP reason, and nothing is written to the importer.
+func TestInvalidExports(t *testing.T) {
+	ctx := context.Background()
+	env.PropagateMCSCRDs(t)
+	env.StartController(t)
+	ns := "invalid-exports"
+	t.Cleanup(func() {
+		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+		}
+	})
+	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+		env.KubectlT(t, c, "", "create", "namespace", ns)
+	}
+	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: ghost, namespace: %[1]s}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ext, namespace: %[1]s}
+spec: {type: ExternalName, externalName: example.invalid}
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: ext, namespace: %[1]s}
+`, ns), "apply", "-f", "-")
+	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceImport
+metadata: {name: ghost, namespace: %[1]s}
+spec: {type: ClusterSetIP, ports: [{port: 80, protocol: TCP}]}
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceImport
+metadata: {name: ext, namespace: %[1]s}
+spec: {type: ClusterSetIP, ports: [{port: 80, protocol: TCP}]}
+`, ns), "apply", "-f", "-")
+	expectConditions(t, clusterset.Member1, ns, "ghost", map[string]string{"Valid": "False/NoService", "Ready": "False/Failed"})
+	expectConditions(t, clusterset.Member1, ns, "ext", map[string]string{"Valid": "False/InvalidServiceType", "Ready": "False/Failed"})
+	m2 := env.Client(t, clusterset.Member2)
+	for _, name := range []string{"derived-ghost", "derived-ext"} {
+		if _, err := m2.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("%s in member2: err=%v, want NotFound", name, err)
+		}
+	}
+	works, err := env.Dynamic(t, clusterset.Karmada).Resource(workGVR).Namespace("karmada-es-member2").List(ctx,
+		metav1.ListOptions{LabelSelector: "mcs.coredns-mcs.io/service-namespace=" + ns})
+	if err != nil || len(works.Items) != 0 {
+		t.Errorf("Works for invalid exports: %d (err=%v), want none", len(works.Items), err)
+	}
+}
