@@ -228,23 +228,10 @@ func TestSeedFlow(t *testing.T) {
 	}
 }
 
-// expectGone waits until the derived Service and every slice of it are gone from the member.
+// expectGone waits until the derived Service and every slice of it are gone from default.
 func expectGone(t testing.TB, c kubernetes.Interface, derived string) {
 	t.Helper()
-	ctx := context.Background()
-	clusterset.Eventually(t, 30*time.Second, derived+" and its slices gone", func() error {
-		if _, err := c.CoreV1().Services("default").Get(ctx, derived, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			return fmt.Errorf("Service %s still there (err=%v)", derived, err)
-		}
-		list, err := c.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + derived})
-		if err != nil {
-			return err
-		}
-		if len(list.Items) > 0 {
-			return fmt.Errorf("%d slices left", len(list.Items))
-		}
-		return nil
-	})
+	expectGoneNS(t, c, "default", derived)
 }
 
 // TestInvalidExports: exports without a Service or of an ExternalName Service are Valid=False
@@ -298,4 +285,154 @@ spec: {type: ClusterSetIP, ports: [{port: 80, protocol: TCP}]}
 	if err != nil || len(works.Items) != 0 {
 		t.Errorf("Works for invalid exports: %d (err=%v), want none", len(works.Items), err)
 	}
+}
+
+// TestControllerSIGKILL kills the controller with SIGKILL five times while the seed is applied and
+// scaled: the end state is the same as without kills, with no orphan Work, Service or slice.
+func TestControllerSIGKILL(t *testing.T) {
+	ctx := context.Background()
+	env.PropagateMCSCRDs(t)
+	ctrl := env.StartController(t)
+	steps := []func(){
+		func() { env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed("01-workload.yaml")) },
+		func() { env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed("02-export.yaml")) },
+		func() { env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed("03-import.yaml")) },
+		func() {
+			env.KubectlT(t, clusterset.Karmada, "", "-n", "default", "scale", "deployment", "serve", "--replicas=2")
+		},
+		func() { time.Sleep(500 * time.Millisecond) },
+	}
+	t.Cleanup(func() {
+		for _, f := range []string{"03-import.yaml", "02-export.yaml", "01-workload.yaml"} {
+			env.Run(clusterset.Karmada, "", "delete", "--ignore-not-found", "-f", env.Seed(f))
+		}
+		expectGone(t, env.Client(t, clusterset.Member2), "derived-serve")
+	})
+	for i, step := range steps {
+		step()
+		time.Sleep(time.Duration(200+150*i) * time.Millisecond) // let it get halfway through
+		ctrl.Kill()
+		ctrl.Restart()
+	}
+
+	m1, m2 := env.Client(t, clusterset.Member1), env.Client(t, clusterset.Member2)
+	var sourceSlices int
+	clusterset.Eventually(t, 90*time.Second, "converged after 5 SIGKILLs", func() error {
+		want, err := servePodIPs(ctx, m1)
+		if err != nil || len(want) != 2 {
+			return fmt.Errorf("member1 serve pods %v (err=%v)", want, err)
+		}
+		got, _, err := readyIPs(ctx, m2, "default", "kubernetes.io/service-name=derived-serve")
+		if err != nil || !slices.Equal(got, want) {
+			return fmt.Errorf("member2 lists %v, want %v (err=%v)", got, want, err)
+		}
+		if _, err := m2.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{}); err != nil {
+			return err
+		}
+		src, err := m1.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=serve"})
+		if err != nil {
+			return err
+		}
+		sourceSlices = len(src.Items)
+		// Exactly one Work for the Service and one per source slice: nothing orphaned.
+		works, err := env.Dynamic(t, clusterset.Karmada).Resource(workGVR).Namespace("").List(ctx,
+			metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=" + ourManager})
+		if err != nil {
+			return err
+		}
+		if len(works.Items) != 1+sourceSlices {
+			var names []string
+			for _, w := range works.Items {
+				names = append(names, w.GetNamespace()+"/"+w.GetName())
+			}
+			return fmt.Errorf("Works %v, want 1 Service + %d slices", names, sourceSlices)
+		}
+		mirrored, err := m2.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "endpointslice.kubernetes.io/managed-by=" + ourManager})
+		if err != nil || len(mirrored.Items) != sourceSlices {
+			return fmt.Errorf("%d mirrored slices in member2, want %d (err=%v)", len(mirrored.Items), sourceSlices, err)
+		}
+		return nil
+	})
+	expectConditions(t, clusterset.Member1, "default", "serve", map[string]string{"Valid": "True/Valid", "Ready": "True/Exported"})
+}
+
+// TestDirectExport: a ServiceExport created in the member itself (no Karmada template) is
+// exported to a member that imports it; deleting it in the member removes the derived objects.
+func TestDirectExport(t *testing.T) {
+	ctx := context.Background()
+	env.PropagateMCSCRDs(t)
+	env.StartController(t)
+	ns := "direct-export"
+	m2 := env.Client(t, clusterset.Member2)
+	t.Cleanup(func() {
+		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			env.Run(c, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io,serviceimports.v1alpha1.multicluster.x-k8s.io", "--all")
+		}
+		clusterset.Eventually(t, 30*time.Second, "derived objects gone", func() error {
+			if _, err := m2.CoreV1().Services(ns).Get(ctx, "derived-echo", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("still there (%v)", err)
+			}
+			return nil
+		})
+		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+		}
+	})
+	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+		env.KubectlT(t, c, "", "create", "namespace", ns)
+	}
+	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: %[1]s}
+spec:
+  ports: [{name: http, port: 8080, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-manual
+  namespace: %[1]s
+  labels: {kubernetes.io/service-name: echo}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- addresses: ["10.10.7.7"]
+  conditions: {ready: true}
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: echo, namespace: %[1]s}
+`, ns), "apply", "-f", "-")
+	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceImport
+metadata: {name: echo, namespace: %[1]s}
+spec: {type: ClusterSetIP, ports: [{name: http, port: 8080, protocol: TCP}]}
+`, ns), "apply", "-f", "-")
+	clusterset.Eventually(t, 30*time.Second, "derived-echo with 10.10.7.7 in member2", func() error {
+		ips, _, err := readyIPs(ctx, m2, ns, "kubernetes.io/service-name=derived-echo")
+		if err != nil || !slices.Equal(ips, []string{"10.10.7.7"}) {
+			return fmt.Errorf("%v (err=%v)", ips, err)
+		}
+		_, err = m2.CoreV1().Services(ns).Get(ctx, "derived-echo", metav1.GetOptions{})
+		return err
+	})
+	expectConditions(t, clusterset.Member1, ns, "echo", map[string]string{"Valid": "True/Valid", "Ready": "True/Exported"})
+	env.KubectlT(t, clusterset.Member1, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io", "echo")
+	expectGoneNS(t, m2, ns, "derived-echo")
+}
+
+// expectGoneNS waits until the derived Service and every slice of it are gone from ns.
+func expectGoneNS(t testing.TB, c kubernetes.Interface, ns, derived string) {
+	t.Helper()
+	ctx := context.Background()
+	clusterset.Eventually(t, 30*time.Second, ns+"/"+derived+" and its slices gone", func() error {
+		if _, err := c.CoreV1().Services(ns).Get(ctx, derived, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("Service %s still there (err=%v)", derived, err)
+		}
+		list, err := c.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=" + derived})
+		if err != nil || len(list.Items) > 0 {
+			return fmt.Errorf("%d slices left (err=%v)", len(list.Items), err)
+		}
+		return nil
+	})
 }

@@ -1,0 +1,145 @@
+package controller
+
+import (
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+func svc(ports ...corev1.ServicePort) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "serve"}, Spec: corev1.ServiceSpec{Ports: ports}}
+}
+
+func srcSlice(name string, managedBy string, ips ...string) *discoveryv1.EndpointSlice {
+	s := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: "default", Name: name, Labels: map[string]string{discoveryv1.LabelServiceName: "serve"}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Port: ptr(int32(8080)), Protocol: ptr(corev1.ProtocolTCP)}},
+	}
+	if managedBy != "" {
+		s.Labels[discoveryv1.LabelManagedBy] = managedBy
+	}
+	for _, ip := range ips {
+		s.Endpoints = append(s.Endpoints, discoveryv1.Endpoint{
+			Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)},
+			NodeName: ptr("member1-control-plane"), TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: "serve-1"},
+			Hostname: ptr("serve-1"),
+		})
+	}
+	return s
+}
+
+func TestDesiredWorksSeed(t *testing.T) {
+	ex := []exporter{{cluster: "member1", clusterID: "member1", service: svc(corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP}),
+		slices: []*discoveryv1.EndpointSlice{srcSlice("serve-abc", "", "10.10.0.5")}}}
+	im := []importer{{cluster: "member2", ports: []corev1.ServicePort{{Port: 80, Protocol: corev1.ProtocolTCP}}}}
+	works, err := desiredWorks("default", "serve", mcs.DefaultDerivedPrefix, ex, im)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(works) != 2 {
+		t.Fatalf("%d works, want the derived Service and one slice", len(works))
+	}
+	for _, w := range works {
+		if w.namespace != "karmada-es-member2" {
+			t.Errorf("work %s in %s, want karmada-es-member2", w.name, w.namespace)
+		}
+		md := w.manifest["metadata"].(map[string]any)
+		labels := md["labels"].(map[string]any)
+		if labels["karmada.io/managed"] != "true" {
+			t.Errorf("%s: manifest lacks Karmada's managed label: %v", w.name, labels)
+		}
+		if md["annotations"].(map[string]any)["work.karmada.io/conflict-resolution"] != "overwrite" {
+			t.Errorf("%s: no conflict-resolution annotation", w.name)
+		}
+		u := w.toUnstructured("default", "serve")
+		if f := u.GetFinalizers(); len(f) != 1 || f[0] != executionFinalizer {
+			t.Errorf("%s: finalizers %v", w.name, f)
+		}
+		switch w.manifest["kind"] {
+		case "Service":
+			spec := w.manifest["spec"].(map[string]any)
+			if md["name"] != "derived-serve" || spec["type"] != "ClusterIP" || spec["selector"] != nil {
+				t.Errorf("derived Service %v", w.manifest)
+			}
+		case "EndpointSlice":
+			if labels[discoveryv1.LabelServiceName] != "derived-serve" || labels[mcs.LabelServiceName] != "serve" ||
+				labels[mcs.LabelSourceCluster] != "member1" || labels[discoveryv1.LabelManagedBy] != ManagedBy {
+				t.Errorf("slice labels %v", labels)
+			}
+			ep := w.manifest["endpoints"].([]any)[0].(map[string]any)
+			if ep["nodeName"] != nil || ep["targetRef"] != nil || ep["hostname"] != "serve-1" {
+				t.Errorf("mirrored endpoint %v: want hostname kept, nodeName and targetRef dropped", ep)
+			}
+		default:
+			t.Errorf("unexpected kind %v", w.manifest["kind"])
+		}
+	}
+	// Deterministic: same input, same names and hashes (a restart converges without churn).
+	again, _ := desiredWorks("default", "serve", mcs.DefaultDerivedPrefix, ex, im)
+	for i := range works {
+		if works[i].name != again[i].name || works[i].hash != again[i].hash {
+			t.Errorf("work %d not deterministic", i)
+		}
+	}
+}
+
+func TestDesiredWorksNoExporterOrImporter(t *testing.T) {
+	im := []importer{{cluster: "member2"}}
+	if w, _ := desiredWorks("default", "serve", "derived-", nil, im); len(w) != 0 {
+		t.Errorf("no valid exporter: %d works, want none", len(w))
+	}
+	ex := []exporter{{cluster: "member1", clusterID: "member1", service: svc()}}
+	if w, _ := desiredWorks("default", "serve", "derived-", ex, nil); len(w) != 0 {
+		t.Errorf("no importer: %d works, want none", len(w))
+	}
+}
+
+func TestExportable(t *testing.T) {
+	for _, tc := range []struct {
+		managedBy string
+		want      bool
+	}{
+		{"endpointslice-controller.k8s.io", true},
+		{"", true},
+		{ManagedBy, false},
+		{"endpointslice-controller.karmada.io", false},
+		{"endpointslice-dispatch-controller.karmada.io", false},
+	} {
+		if got := exportable(srcSlice("s", tc.managedBy)); got != tc.want {
+			t.Errorf("managed-by %q: exportable=%v, want %v", tc.managedBy, got, tc.want)
+		}
+	}
+	s := srcSlice("s", "")
+	s.Labels[mcs.LabelSourceCluster] = "member2"
+	if exportable(s) {
+		t.Error("a slice carrying a source-cluster label (an import) must not be re-exported")
+	}
+}
+
+func TestUnionPortsAndNames(t *testing.T) {
+	a := exporter{service: svc(corev1.ServicePort{Name: "http", Port: 80}, corev1.ServicePort{Port: 9000, Protocol: corev1.ProtocolUDP})}
+	b := exporter{service: svc(corev1.ServicePort{Name: "http", Port: 8080}, corev1.ServicePort{Name: "grpc", Port: 9090})}
+	got := unionPorts([]exporter{a, b})
+	if len(got) != 3 || got[0].Port != 80 || got[0].Protocol != corev1.ProtocolTCP || got[2].Name != "grpc" {
+		t.Errorf("union %+v: want http/80 (oldest wins), 9000/UDP, grpc/9090", got)
+	}
+	long := strings.Repeat("x", 60)
+	d := mcs.DerivedServiceName("derived-", "default", long)
+	if len(d) > 63 {
+		t.Errorf("derived name %q too long", d)
+	}
+	if n := workName("eps", strings.Repeat("n", 63), long, "member1/"+long); len(n) > 253 {
+		t.Errorf("work name %d characters", len(n))
+	}
+	if sn := sliceName(d, "member1.eu", "src"); strings.Contains(sn, ".") || len(sn) > 253 {
+		t.Errorf("slice name %q", sn)
+	}
+}
