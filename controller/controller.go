@@ -404,6 +404,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if err != nil {
 		return 0, err
 	}
+	if err := c.adoptOrphans(ctx, ns, name, members, desired); err != nil {
+		return 0, err
+	}
 	applied, err := c.applyWorks(ctx, ns, name, desired)
 	if err != nil {
 		return 0, err
@@ -645,8 +648,20 @@ func (c *Controller) applyWorks(ctx context.Context, ns, name string, desired []
 		}
 		workWrites.WithLabelValues("update").Inc()
 	}
+	var wait time.Duration
 	for k, u := range existing {
 		if want[k] || u.GetDeletionTimestamp() != nil {
+			continue
+		}
+		// Karmada's execution controller deletes a Work's object from the member only if its own
+		// cache of that member already holds the object; for a Work applied a moment ago it may
+		// not, and the object would be left behind, unmanaged. So a young or not yet applied
+		// Work is first emptied (a slice loses its endpoints at once) and deleted a little later.
+		if age := time.Since(u.GetCreationTimestamp().Time); age < minWorkAge || !workApplied(u) {
+			if err := c.emptyWork(ctx, u); err != nil {
+				return nil, err
+			}
+			wait = max(wait, minWorkAge-age, time.Second)
 			continue
 		}
 		err := c.dyn.Resource(workGVR).Namespace(u.GetNamespace()).Delete(ctx, u.GetName(), metav1.DeleteOptions{
@@ -657,7 +672,45 @@ func (c *Controller) applyWorks(ctx context.Context, ns, name string, desired []
 		}
 		workWrites.WithLabelValues("delete").Inc()
 	}
+	if wait > 0 {
+		c.queue.AddAfter(ns+"/"+name, wait)
+	}
 	return applied, nil
+}
+
+// minWorkAge is how long a Work lives at least before it is deleted (see applyWorks).
+const minWorkAge = 5 * time.Second
+
+// emptyWork removes the endpoints from an EndpointSlice Work that is about to go, once.
+func (c *Controller) emptyWork(ctx context.Context, u *unstructured.Unstructured) error {
+	manifests, _, _ := unstructured.NestedSlice(u.Object, "spec", "workload", "manifests")
+	if len(manifests) != 1 {
+		return nil
+	}
+	m, ok := manifests[0].(map[string]any)
+	if !ok || m["kind"] != "EndpointSlice" {
+		return nil
+	}
+	if eps, ok := m["endpoints"].([]any); !ok || len(eps) == 0 {
+		return nil // already empty
+	}
+	out := u.DeepCopy()
+	m = runtime.DeepCopyJSON(m)
+	m["endpoints"] = []any{}
+	if err := unstructured.SetNestedSlice(out.Object, []any{m}, "spec", "workload", "manifests"); err != nil {
+		return err
+	}
+	ann := out.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[annotationHash] = "emptied"
+	out.SetAnnotations(ann)
+	if _, err := c.dyn.Resource(workGVR).Namespace(u.GetNamespace()).Update(ctx, out, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("empty Work %s/%s: %w", u.GetNamespace(), u.GetName(), err)
+	}
+	workWrites.WithLabelValues("update").Inc()
+	return nil
 }
 
 func ptrUID(u *unstructured.Unstructured) *types.UID {
@@ -684,4 +737,79 @@ func uniqueSorted(s []string) []string {
 		}
 	}
 	return out
+}
+
+// adoptOrphans finds derived objects of service ns/name in the members that carry our labels but
+// that no Work describes (left behind by a Karmada race, see applyWorks, or by a Work deleted by
+// hand) and are not desired: each gets a Work holding it, which Karmada applies and, being
+// undesired, applyWorks deletes once applied, so the object goes through Karmada like any other.
+func (c *Controller) adoptOrphans(ctx context.Context, ns, name string, members []*member, desired []workObject) error {
+	derived := mcs.DerivedServiceName(c.opts.DerivedPrefix, ns, name)
+	covered := map[string]bool{} // cluster/kind/name of objects a desired or existing Work holds
+	note := func(cluster string, manifest map[string]any) {
+		md, _ := manifest["metadata"].(map[string]any)
+		covered[fmt.Sprintf("%s/%v/%v", cluster, manifest["kind"], md["name"])] = true
+	}
+	for _, w := range desired {
+		note(w.cluster, w.manifest)
+	}
+	objs, err := c.works.GetIndexer().ByIndex(byServiceIndex, ns+"/"+name)
+	if err != nil {
+		return err
+	}
+	for _, o := range objs {
+		u := o.(*unstructured.Unstructured)
+		manifests, _, _ := unstructured.NestedSlice(u.Object, "spec", "workload", "manifests")
+		for _, m := range manifests {
+			if mm, ok := m.(map[string]any); ok {
+				note(strings.TrimPrefix(u.GetNamespace(), ExecutionNamespacePrefix), mm)
+			}
+		}
+	}
+	for _, m := range members {
+		var orphans []metav1.Object
+		if o, ok, _ := m.services.GetStore().GetByKey(ns + "/" + derived); ok {
+			if svc := o.(*corev1.Service); svc.Labels[labelManagedBy] == ManagedBy && !covered[m.name+"/Service/"+svc.Name] {
+				orphans = append(orphans, svc)
+			}
+		}
+		slicesOf, _ := m.slices.GetIndexer().ByIndex(byServiceIndex, ns+"/"+derived)
+		for _, o := range slicesOf {
+			if es := o.(*discoveryv1.EndpointSlice); es.Labels[labelSliceManagedBy] == ManagedBy && !covered[m.name+"/EndpointSlice/"+es.Name] {
+				orphans = append(orphans, es)
+			}
+		}
+		for _, o := range orphans {
+			if time.Since(o.GetCreationTimestamp().Time) < minWorkAge {
+				c.queue.AddAfter(ns+"/"+name, minWorkAge)
+				continue // may be a Work's object that our Work cache has not caught up with
+			}
+			var manifest any
+			switch x := o.(type) {
+			case *corev1.Service:
+				cp := x.DeepCopy()
+				cp.TypeMeta = metav1.TypeMeta{APIVersion: "v1", Kind: "Service"}
+				cp.ObjectMeta = metav1.ObjectMeta{Name: x.Name, Namespace: x.Namespace, Labels: x.Labels}
+				cp.Status = corev1.ServiceStatus{}
+				manifest = cp
+			case *discoveryv1.EndpointSlice:
+				cp := x.DeepCopy()
+				cp.TypeMeta = metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"}
+				cp.ObjectMeta = metav1.ObjectMeta{Name: x.Name, Namespace: x.Namespace, Labels: x.Labels}
+				cp.Endpoints = nil
+				manifest = cp
+			}
+			w, err := newWork(m.name, workName("orphan", ns, name, fmt.Sprintf("%T/%s", o, o.GetName())), "", manifest)
+			if err != nil {
+				return err
+			}
+			klog.FromContext(ctx).Info("adopting a derived object no Work holds, to delete it through Karmada",
+				"cluster", m.name, "object", o.GetNamespace()+"/"+o.GetName(), "kind", fmt.Sprintf("%T", o))
+			if _, err := c.dyn.Resource(workGVR).Namespace(w.namespace).Create(ctx, w.toUnstructured(ns, name), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+				return fmt.Errorf("create Work %s/%s for an orphan: %w", w.namespace, w.name, err)
+			}
+			workWrites.WithLabelValues("create").Inc()
+		}
+	}
+	return nil
 }

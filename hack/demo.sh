@@ -1,29 +1,91 @@
 #!/usr/bin/env bash
-# The main job: from nothing, build what is missing, bring the local clusterset up and show it.
+# The main job: from nothing, build what is missing, bring the local clusterset up, run the MCS
+# controller and coredns-mcs (member2), apply the seed's YAML unchanged on Karmada, and show what
+# the seed shows, plus DNS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
 hack/install-packages.sh
 hack/build-deps.sh
+[ -x _output/bin/coredns-mcs ] && [ -x _output/bin/mcs-controller ] || make build >/dev/null
 hack/clusterset.sh up >/dev/null
 eval "$(hack/clusterset.sh env | sed 's/^/export /')"
-k() { "$CMCS_KUBECTL" "$@"; }
+DIR=$CMCS_CLUSTERSET_DIR
+PIDS=$DIR/pids LOGS=$DIR/logs
+ka() { "$CMCS_KUBECTL" --kubeconfig "$CMCS_KARMADA_KUBECONFIG" --context karmada-apiserver "$@"; }
+km() { local c=$1; shift; "$CMCS_KUBECTL" --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context "$c" "$@"; }
+say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
+run() { printf '$ %s\n' "$*"; "$@"; }
 
-echo
-echo "# Karmada control plane: the member clusters"
-echo "\$ kubectl --kubeconfig $CMCS_KARMADA_KUBECONFIG --context karmada-apiserver get clusters"
-k --kubeconfig "$CMCS_KARMADA_KUBECONFIG" --context karmada-apiserver get clusters
-for m in member1 member2; do
-  echo
-  echo "\$ kubectl --kubeconfig $CMCS_MEMBERS_KUBECONFIG --context $m get nodes -o wide"
-  k --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context "$m" get nodes -o wide
+# Processes started here register a pid file beside the clusterset's, so `make down` stops them.
+running() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }
+DNS_PORT=$((${CMCS_PORT_BASE:-31000} + 53))
+if ! running mcs-controller; then
+  setsid _output/bin/mcs-controller --kubeconfig "$CMCS_KARMADA_KUBECONFIG" --leader-elect=false \
+    --metrics-bind-address "127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 40))" \
+    --health-probe-bind-address "127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 41))" >>"$LOGS/mcs-controller.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/mcs-controller.pid"
+fi
+if ! running coredns-mcs-member2; then
+  # corefile.example, pointed at member2's apiserver and loopback ports.
+  sed -e "s/^\.:53 {/.:$DNS_PORT {/" -e "s/^clusterset.local:53 {/clusterset.local:$DNS_PORT {/" \
+    -e "s#    multicluster {#    multicluster {\n        kubeconfig $CMCS_MEMBERS_KUBECONFIG member2#" \
+    -e "s#    kubernetes cluster.local in-addr.arpa ip6.arpa {#    kubernetes cluster.local in-addr.arpa ip6.arpa {\n        kubeconfig $CMCS_MEMBERS_KUBECONFIG member2#" \
+    -e "s#    health {#    health 127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 42)) {#" \
+    -e "s#^    ready\$#    ready 127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 43))#" \
+    -e "s#prometheus :9153#prometheus 127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 44))#" \
+    -e "s#forward . /etc/resolv.conf#forward . 127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 45))#" \
+    corefile.example >"$DIR/Corefile.member2"
+  setsid _output/bin/coredns-mcs -conf "$DIR/Corefile.member2" >>"$LOGS/coredns-mcs-member2.log" 2>&1 </dev/null &
+  echo $! >"$PIDS/coredns-mcs-member2.pid"
+fi
+for i in $(seq 1 60); do
+  curl -sf "http://127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 43))/ready" >/dev/null &&
+    curl -sf "http://127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 41))/readyz" >/dev/null && break
+  sleep 0.5
 done
+
+say "Karmada control plane and its members"
+run ka get clusters
+
+say "Prerequisite: the MCS CRDs propagated to member1 and member2 (seed: 00-crd-propagation.yaml)"
+run ka apply -f test/testdata/seed/00-crd-propagation.yaml
+for m in member1 member2; do
+  until [ "$(km $m get crd serviceimports.multicluster.x-k8s.io -o jsonpath='{.status.conditions[?(@.type=="Established")].status}' 2>/dev/null)" = True ] &&
+    ka get cluster $m -o jsonpath='{.status.apiEnablements}' | grep -q multicluster.x-k8s.io/v1alpha1; do sleep 0.5; done
+done
+
+say "Step 1: Deployment and Service serve, propagated to member1 (seed: 01-workload.yaml)"
+run ka apply -f test/testdata/seed/01-workload.yaml
+say "Step 2: export from member1, import into member2 (seed: 02-export.yaml, 03-import.yaml)"
+run ka apply -f test/testdata/seed/02-export.yaml -f test/testdata/seed/03-import.yaml
+
+for i in $(seq 1 120); do
+  ip=$(km member2 get endpointslices -l kubernetes.io/service-name=derived-serve -o jsonpath='{.items[*].endpoints[*].addresses[*]}' 2>/dev/null || true)
+  [ -n "$ip" ] && km member2 get svc derived-serve >/dev/null 2>&1 && break
+  sleep 0.5
+done
+
+say "Step 3: member2 has derived-serve, with member1's pod behind it"
+run km member2 get svc derived-serve
+run km member2 get endpointslices -l kubernetes.io/service-name=derived-serve
+run km member1 get pods -l app=serve -o wide
+
+say "The ServiceExport's status, on the Karmada control plane"
+run ka get serviceexports.v1alpha1.multicluster.x-k8s.io serve -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
+
+say "And by DNS: coredns-mcs in member2 (corefile.example) answers the clusterset name"
+run dig @127.0.0.1 -p "$DNS_PORT" +noall +answer serve.default.svc.clusterset.local
+run dig @127.0.0.1 -p "$DNS_PORT" +noall +answer SRV serve.default.svc.clusterset.local
+
 cat <<EOM
 
 Poke at it:
   export KUBECONFIG=$CMCS_KARMADA_KUBECONFIG:$CMCS_MEMBERS_KUBECONFIG
   alias kubectl=$CMCS_KUBECTL
-  kubectl --context karmada-apiserver get clusters
-  kubectl --context member1 get pods -A
-Logs of every process: _output/clusterset/logs/
+  kubectl --context karmada-apiserver -n default scale deployment serve --replicas=3
+  kubectl --context member2 get endpointslices -l kubernetes.io/service-name=derived-serve
+  dig @127.0.0.1 -p $DNS_PORT serve.default.svc.clusterset.local
+Logs of every process: $LOGS/ (mcs-controller.log, coredns-mcs-member2.log, …)
 Stop everything:       make down
 EOM

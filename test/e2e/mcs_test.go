@@ -96,16 +96,33 @@ func expectConditions(t *testing.T, ctxName, ns, name string, want map[string]st
 	})
 }
 
+// deleteSeed removes the seed's objects from Karmada and waits until the members are clean: the
+// derived objects gone from member2 (the controller, stopped after this cleanup, removes them)
+// and the workload gone from member1, so the next test starts from nothing.
+func deleteSeed(t testing.TB) {
+	t.Helper()
+	for _, f := range []string{"03-import.yaml", "02-export.yaml", "01-workload.yaml"} {
+		env.Run(clusterset.Karmada, "", "delete", "--ignore-not-found", "-f", env.Seed(f))
+	}
+	expectGone(t, env.Client(t, clusterset.Member2), "derived-serve")
+	m1 := env.Client(t, clusterset.Member1)
+	clusterset.Eventually(t, 60*time.Second, "serve gone from member1", func() error {
+		ctx := context.Background()
+		pods, err := m1.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=serve"})
+		if err != nil || len(pods.Items) > 0 {
+			return fmt.Errorf("%d pods (err=%v)", len(pods.Items), err)
+		}
+		if _, err := m1.CoreV1().Services("default").Get(ctx, "serve", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("Service serve still there (err=%v)", err)
+		}
+		return nil
+	})
+}
+
 func applySeed(t testing.TB) {
 	t.Helper()
 	env.PropagateMCSCRDs(t)
-	t.Cleanup(func() {
-		for _, f := range []string{"03-import.yaml", "02-export.yaml", "01-workload.yaml"} {
-			env.Run(clusterset.Karmada, "", "delete", "--ignore-not-found", "-f", env.Seed(f))
-		}
-		// The controller (stopped after this) removes what it wrote; wait for it.
-		expectGone(t, env.Client(t, clusterset.Member2), "derived-serve")
-	})
+	t.Cleanup(func() { deleteSeed(t) })
 	for _, f := range []string{"01-workload.yaml", "02-export.yaml", "03-import.yaml"} {
 		env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed(f))
 	}
@@ -302,12 +319,7 @@ func TestControllerSIGKILL(t *testing.T) {
 		},
 		func() { time.Sleep(500 * time.Millisecond) },
 	}
-	t.Cleanup(func() {
-		for _, f := range []string{"03-import.yaml", "02-export.yaml", "01-workload.yaml"} {
-			env.Run(clusterset.Karmada, "", "delete", "--ignore-not-found", "-f", env.Seed(f))
-		}
-		expectGone(t, env.Client(t, clusterset.Member2), "derived-serve")
-	})
+	t.Cleanup(func() { deleteSeed(t) })
 	for i, step := range steps {
 		step()
 		time.Sleep(time.Duration(200+150*i) * time.Millisecond) // let it get halfway through

@@ -27,9 +27,8 @@ func TestMain(m *testing.M) { clusterset.Main(m, &env) }
 func TestSeedStep1(t *testing.T) {
 	ctx := context.Background()
 	env.PropagateMCSCRDs(t)
-	t.Cleanup(func() {
-		env.Run(clusterset.Karmada, "", "delete", "--ignore-not-found", "--wait=false", "-f", env.Seed("01-workload.yaml"))
-	})
+	deleteSeed(t) // start from nothing, whatever ran before
+	t.Cleanup(func() { deleteSeed(t) })
 	env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed("01-workload.yaml"))
 
 	m1 := env.Client(t, clusterset.Member1)
