@@ -404,6 +404,12 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if err != nil {
 		return 0, err
 	}
+	if len(exporters) == 0 && len(states) > 0 {
+		// Still exported, but no export is valid now (its Service was deleted, say): importers
+		// keep the derived Service they already have, so its ClusterIP survives while the
+		// import lives, with no endpoints. An export that never was valid gets nothing.
+		desired = append(desired, c.keptServiceWorks(ns, name, importers)...)
+	}
 	if err := c.adoptOrphans(ctx, ns, name, members, desired); err != nil {
 		return 0, err
 	}
@@ -812,4 +818,31 @@ func (c *Controller) adoptOrphans(ctx context.Context, ns, name string, members 
 		}
 	}
 	return nil
+}
+
+// keptServiceWorks returns the existing derived-Service Works of ns/name in importers, unchanged.
+func (c *Controller) keptServiceWorks(ns, name string, importers []importer) []workObject {
+	imports := map[string]bool{}
+	for _, im := range importers {
+		imports[ExecutionNamespacePrefix+im.cluster] = true
+	}
+	objs, _ := c.works.GetIndexer().ByIndex(byServiceIndex, ns+"/"+name)
+	var out []workObject
+	for _, o := range objs {
+		u := o.(*unstructured.Unstructured)
+		if u.GetName() != workName("svc", ns, name, "") || !imports[u.GetNamespace()] || u.GetDeletionTimestamp() != nil {
+			continue
+		}
+		manifests, _, _ := unstructured.NestedSlice(u.Object, "spec", "workload", "manifests")
+		if len(manifests) != 1 {
+			continue
+		}
+		m, _ := manifests[0].(map[string]any)
+		out = append(out, workObject{
+			namespace: u.GetNamespace(), name: u.GetName(),
+			cluster:  strings.TrimPrefix(u.GetNamespace(), ExecutionNamespacePrefix),
+			manifest: m, hash: u.GetAnnotations()[annotationHash],
+		})
+	}
+	return out
 }

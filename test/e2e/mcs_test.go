@@ -222,6 +222,23 @@ func TestSeedFlow(t *testing.T) {
 		expectSlices(60*time.Second, "back to one endpoint")
 	})
 
+	t.Run("source Service deleted", func(t *testing.T) {
+		env.KubectlT(t, clusterset.Karmada, "", "-n", "default", "delete", "service", "serve")
+		expectConditions(t, clusterset.Member1, "default", "serve", map[string]string{"Valid": "False/NoService"})
+		expectSlices(30*time.Second, "member2 has no endpoint left")
+		kept, err := m2.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{})
+		if err != nil || kept.Spec.ClusterIP != derived.Spec.ClusterIP {
+			t.Fatalf("derived-serve while the import lives: %v (err=%v), want it kept with ClusterIP %s", kept, err, derived.Spec.ClusterIP)
+		}
+		env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed("01-workload.yaml"))
+		expectConditions(t, clusterset.Member1, "default", "serve", map[string]string{"Valid": "True/Valid", "Ready": "True/Exported"})
+		expectSlices(60*time.Second, "endpoints back")
+		back, err := m2.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{})
+		if err != nil || back.Spec.ClusterIP != derived.Spec.ClusterIP {
+			t.Errorf("derived-serve ClusterIP changed: %v (err=%v), want %s", back.Spec.ClusterIP, err, derived.Spec.ClusterIP)
+		}
+	})
+
 	t.Run("unexport and re-export", func(t *testing.T) {
 		env.KubectlT(t, clusterset.Karmada, "", "delete", "-f", env.Seed("02-export.yaml"))
 		expectGone(t, m2, "derived-serve")
