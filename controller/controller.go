@@ -19,7 +19,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
@@ -30,6 +29,7 @@ import (
 	"k8s.io/klog/v2"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/coredns-mcs/coredns-mcs/internal/kube"
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 )
 
@@ -123,17 +123,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 const clusterKeyPrefix = "cluster:"
 
 func dynInformer(dyn dynamic.Interface, gvr schema.GroupVersionResource, selector string, idx cache.Indexers) cache.SharedIndexInformer {
-	ri := dyn.Resource(gvr)
-	return cache.NewSharedIndexInformer(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = selector
-			return ri.Namespace(metav1.NamespaceAll).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = selector
-			return ri.Namespace(metav1.NamespaceAll).Watch(ctx, o)
-		},
-	}, &unstructured.Unstructured{}, 0, idx)
+	return kube.Informer[*unstructured.UnstructuredList](dyn.Resource(gvr).Namespace(metav1.NamespaceAll), selector, &unstructured.Unstructured{}, idx)
 }
 
 func (c *Controller) enqueue(key string) {

@@ -14,15 +14,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
+	"github.com/coredns-mcs/coredns-mcs/internal/kube"
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 )
 
@@ -83,7 +82,7 @@ func fingerprint(endpoint string, token, ca []byte, insecure bool) string {
 
 // newMember builds the clients and informers of a member; enqueue receives service keys.
 func newMember(name string, cfg *rest.Config, fp string, enqueue func(string)) (*member, error) {
-	kube, err := kubernetes.NewForConfig(cfg)
+	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -91,31 +90,16 @@ func newMember(name string, cfg *rest.Config, fp string, enqueue func(string)) (
 	if err != nil {
 		return nil, err
 	}
-	m := &member{name: name, id: name, fingerprint: fp, kube: kube, dyn: dyn}
-	m.services = cache.NewSharedIndexInformer(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return kube.CoreV1().Services(metav1.NamespaceAll).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return kube.CoreV1().Services(metav1.NamespaceAll).Watch(ctx, o)
-		},
-	}, &corev1.Service{}, 0, cache.Indexers{})
-	m.slices = cache.NewSharedIndexInformer(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = discoveryv1.LabelServiceName
-			return kube.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = discoveryv1.LabelServiceName
-			return kube.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).Watch(ctx, o)
-		},
-	}, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
-		s, ok := obj.(*discoveryv1.EndpointSlice)
-		if !ok {
-			return nil, nil
-		}
-		return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
-	}})
+	m := &member{name: name, id: name, fingerprint: fp, kube: kc, dyn: dyn}
+	m.services = kube.Informer[*corev1.ServiceList](kc.CoreV1().Services(metav1.NamespaceAll), "", &corev1.Service{}, cache.Indexers{})
+	m.slices = kube.Informer[*discoveryv1.EndpointSliceList](kc.DiscoveryV1().EndpointSlices(metav1.NamespaceAll),
+		discoveryv1.LabelServiceName, &discoveryv1.EndpointSlice{}, cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
+			s, ok := obj.(*discoveryv1.EndpointSlice)
+			if !ok {
+				return nil, nil
+			}
+			return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
+		}})
 	if _, err := m.services.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string {
 		return o.GetNamespace() + "/" + o.GetName()
 	})); err != nil {
@@ -222,15 +206,8 @@ func isNoMatch(err error) bool {
 
 func (m *member) startMCS(ctx context.Context, se, si schema.GroupVersionResource, enqueue func(string)) {
 	mk := func(gvr schema.GroupVersionResource) cache.SharedIndexInformer {
-		ri := m.dyn.Resource(gvr)
-		inf := cache.NewSharedIndexInformer(&cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return ri.Namespace(metav1.NamespaceAll).List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return ri.Namespace(metav1.NamespaceAll).Watch(ctx, o)
-			},
-		}, &unstructured.Unstructured{}, 0, cache.Indexers{})
+		inf := kube.Informer[*unstructured.UnstructuredList](m.dyn.Resource(gvr).Namespace(metav1.NamespaceAll), "",
+			&unstructured.Unstructured{}, cache.Indexers{})
 		_, _ = inf.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string { return o.GetNamespace() + "/" + o.GetName() }))
 		go inf.RunWithContext(ctx)
 		return inf

@@ -11,14 +11,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/coredns-mcs/coredns-mcs/internal/kube"
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 	"github.com/coredns-mcs/coredns-mcs/plugin/multicluster/object"
 )
@@ -103,38 +102,16 @@ func newDataController(client kubernetes.Interface, dyn dynamic.Interface, disco
 	}
 	c.state.Store(int32(stateSyncing))
 
-	c.slices = cache.NewSharedIndexInformer(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.LabelSelector = mcs.LabelServiceName
-			return client.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.LabelSelector = mcs.LabelServiceName
-			return client.DiscoveryV1().EndpointSlices(metav1.NamespaceAll).Watch(ctx, o)
-		},
-	}, &discoveryv1.EndpointSlice{}, 0, cache.Indexers{bySvcIndex: func(obj any) ([]string, error) {
-		s, ok := obj.(*object.EndpointSlice)
-		if !ok || s.Service == "" {
-			return nil, nil
-		}
-		return []string{s.Namespace + "/" + s.Service}, nil
-	}})
-	c.services = cache.NewSharedIndexInformer(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return client.CoreV1().Services(metav1.NamespaceAll).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return client.CoreV1().Services(metav1.NamespaceAll).Watch(ctx, o)
-		},
-	}, &corev1.Service{}, 0, cache.Indexers{})
-	c.nss = cache.NewSharedIndexInformer(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return client.CoreV1().Namespaces().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return client.CoreV1().Namespaces().Watch(ctx, o)
-		},
-	}, &corev1.Namespace{}, 0, cache.Indexers{})
+	c.slices = kube.Informer[*discoveryv1.EndpointSliceList](client.DiscoveryV1().EndpointSlices(metav1.NamespaceAll),
+		mcs.LabelServiceName, &discoveryv1.EndpointSlice{}, cache.Indexers{bySvcIndex: func(obj any) ([]string, error) {
+			s, ok := obj.(*object.EndpointSlice)
+			if !ok || s.Service == "" {
+				return nil, nil
+			}
+			return []string{s.Namespace + "/" + s.Service}, nil
+		}})
+	c.services = kube.Informer[*corev1.ServiceList](client.CoreV1().Services(metav1.NamespaceAll), "", &corev1.Service{}, cache.Indexers{})
+	c.nss = kube.Informer[*corev1.NamespaceList](client.CoreV1().Namespaces(), "", &corev1.Namespace{}, cache.Indexers{})
 	mustSet(c.slices.SetTransform(object.ToEndpointSlice))
 	mustSet(c.services.SetTransform(object.ToService))
 	mustSet(c.nss.SetTransform(object.ToNamespace))
@@ -274,15 +251,8 @@ func (c *dataController) discover() (schema.GroupVersionResource, bool, error) {
 
 func (c *dataController) startImports(ctx context.Context, gvr schema.GroupVersionResource) {
 	ictx, cancel := context.WithCancel(ctx)
-	ri := c.dyn.Resource(gvr)
-	inf := cache.NewSharedIndexInformer(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return ri.Namespace(metav1.NamespaceAll).List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return ri.Namespace(metav1.NamespaceAll).Watch(ctx, o)
-		},
-	}, &unstructured.Unstructured{}, 0, cache.Indexers{})
+	inf := kube.Informer[*unstructured.UnstructuredList](c.dyn.Resource(gvr).Namespace(metav1.NamespaceAll), "",
+		&unstructured.Unstructured{}, cache.Indexers{})
 	mustSet(inf.SetTransform(object.ToServiceImport))
 	mustAdd(inf.AddEventHandler(handlerFor(func(obj any) {
 		if si, ok := obj.(*object.ServiceImport); ok {
