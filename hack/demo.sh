@@ -15,7 +15,14 @@ PIDS=$DIR/pids LOGS=$DIR/logs
 ka() { "$CMCS_KUBECTL" --kubeconfig "$CMCS_KARMADA_KUBECONFIG" --context karmada-apiserver "$@"; }
 km() { local c=$1; shift; "$CMCS_KUBECTL" --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context "$c" "$@"; }
 say() { printf '\n\033[1m# %s\033[0m\n' "$*"; }
-run() { printf '$ %s\n' "$*"; "$@"; }
+run() {
+  local shown="$*"
+  shown=${shown/#ka /kubectl --context karmada-apiserver }
+  shown=${shown/#km member1 /kubectl --context member1 }
+  shown=${shown/#km member2 /kubectl --context member2 }
+  printf '$ %s\n' "$shown"
+  "$@"
+}
 
 # Processes started here register a pid file beside the clusterset's, so `make down` stops them.
 running() { [ -f "$PIDS/$1.pid" ] && kill -0 "$(cat "$PIDS/$1.pid")" 2>/dev/null; }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: static checks and unit tests, then the tests on the local clusterset (build tag e2e:
-# real etcd, kube-apiservers, Karmada, kwok, coredns-mcs processes and dig). A clusterset this
-# script brought up is brought down at the end; one that was already running is reused and left up.
+# real etcd, kube-apiservers, Karmada, kwok, coredns-mcs processes and dig), on a local clusterset
+# started from nothing and stopped at the end. (`go test -tags e2e ./test/...` alone reuses a
+# running clusterset.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
@@ -19,12 +20,11 @@ go vet -tags e2e ./...
 step "unit tests (-race)"
 CGO_ENABLED=1 go test -race -count=1 ./...
 
-started=
-if ! hack/clusterset.sh status >/dev/null 2>&1; then
-  started=yes
-  trap 'hack/clusterset.sh down >/dev/null 2>&1 || true' EXIT
-fi
-step "local clusterset"
+# A fresh clusterset, so no earlier run (a demo's controller, say) is in the way; it is brought
+# down at the end.
+trap 'hack/clusterset.sh down >/dev/null 2>&1 || true' EXIT
+step "local clusterset (from nothing)"
+hack/clusterset.sh down >/dev/null
 hack/clusterset.sh up
 
 step "tests on the local clusterset (-tags e2e)"
@@ -32,4 +32,14 @@ step "tests on the local clusterset (-tags e2e)"
 mkdir -p _output
 go test -tags e2e -p 1 -count=1 -timeout "${TEST_TIMEOUT:-40m}" -run "${TEST_RUN:-.}" -v ./test/... ./plugin/... 2>&1 |
   tee _output/test-e2e.log | { grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' || true; }
-[ -z "$started" ] || echo "(the clusterset was started for these tests and is stopped now)"
+
+step "clusterset lifecycle: down, then up/status/down once more, nothing left behind"
+source hack/versions.sh
+left() { pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller)" || true; }
+hack/clusterset.sh down
+[ -z "$(left)" ] || { echo "processes left after down: $(left)"; exit 1; }
+hack/clusterset.sh up >/dev/null
+hack/clusterset.sh status >/dev/null
+hack/clusterset.sh down
+[ -z "$(left)" ] || { echo "processes left after the second down: $(left)"; exit 1; }
+echo "ok: no process left"
