@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -274,7 +275,7 @@ func TestInvalidExports(t *testing.T) {
 	ctx := context.Background()
 	env.PropagateMCSCRDs(t)
 	env.StartController(t)
-	ns := "invalid-exports"
+	ns := uniqueNS("invalid-exports")
 	t.Cleanup(func() {
 		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
 			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
@@ -391,7 +392,7 @@ func TestDirectExport(t *testing.T) {
 	ctx := context.Background()
 	env.PropagateMCSCRDs(t)
 	env.StartController(t)
-	ns := "direct-export"
+	ns := uniqueNS("direct-export")
 	m2 := env.Client(t, clusterset.Member2)
 	t.Cleanup(func() {
 		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
@@ -464,4 +465,90 @@ func expectGoneNS(t testing.TB, c kubernetes.Interface, ns, derived string) {
 		}
 		return nil
 	})
+}
+
+// TestClusterIDAndPullMode: a member's ClusterProperty cluster.clusterset.k8s.io (two labels here)
+// becomes the source-cluster of its mirrored slices; a Pull-mode cluster is reported by an event.
+func TestClusterIDAndPullMode(t *testing.T) {
+	ctx := context.Background()
+	env.PropagateMCSCRDs(t)
+	ns := uniqueNS("cluster-id")
+	env.KubectlT(t, clusterset.Member1, "", "apply", "-f", filepath.Join(env.Root, "test", "testdata", "clusterproperty-crd.yaml"))
+	clusterset.Eventually(t, 30*time.Second, "ClusterProperty CRD established", func() error {
+		_, err := env.Run(clusterset.Member1, "", "get", "clusterproperties.about.k8s.io")
+		return err
+	})
+	env.KubectlT(t, clusterset.Member1, `apiVersion: about.k8s.io/v1alpha1
+kind: ClusterProperty
+metadata: {name: cluster.clusterset.k8s.io}
+spec: {value: member-one.eu}
+`, "apply", "-f", "-")
+	m2 := env.Client(t, clusterset.Member2)
+	// Started before the cleanup below is registered, so it is stopped after it (cleanups run
+	// last-in first-out) and removes what it wrote. It reads the cluster id when it connects.
+	env.StartController(t)
+	t.Cleanup(func() {
+		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			env.Run(c, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io,serviceimports.v1alpha1.multicluster.x-k8s.io", "--all")
+		}
+		expectGoneNS(t, m2, ns, "derived-echo")
+		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+		}
+		env.Run(clusterset.Member1, "", "delete", "crd", "clusterproperties.about.k8s.io", "--ignore-not-found")
+		env.Run(clusterset.Karmada, "", "delete", "cluster", "pull-demo", "--ignore-not-found", "--wait=false")
+	})
+	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+		env.KubectlT(t, c, "", "create", "namespace", ns)
+	}
+	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: %[1]s}
+spec:
+  ports: [{port: 8080, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: echo-manual, namespace: %[1]s, labels: {kubernetes.io/service-name: echo}}
+addressType: IPv4
+ports: [{port: 8080, protocol: TCP}]
+endpoints: [{addresses: ["10.10.8.8"], conditions: {ready: true}}]
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: echo, namespace: %[1]s}
+`, ns), "apply", "-f", "-")
+	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceImport
+metadata: {name: echo, namespace: %[1]s}
+spec: {type: ClusterSetIP, ports: [{port: 8080, protocol: TCP}]}
+`, ns), "apply", "-f", "-")
+	clusterset.Eventually(t, 30*time.Second, "mirrored slice labelled with the ClusterProperty's id", func() error {
+		_, items, err := readyIPs(ctx, m2, ns, "kubernetes.io/service-name=derived-echo")
+		if err != nil || len(items) != 1 {
+			return fmt.Errorf("%d slices (err=%v)", len(items), err)
+		}
+		if got := items[0].Labels["multicluster.kubernetes.io/source-cluster"]; got != "member-one.eu" {
+			return fmt.Errorf("source-cluster %q, want member-one.eu", got)
+		}
+		return nil
+	})
+
+	env.KubectlT(t, clusterset.Karmada, `apiVersion: cluster.karmada.io/v1alpha1
+kind: Cluster
+metadata: {name: pull-demo}
+spec: {syncMode: Pull}
+`, "apply", "-f", "-")
+	clusterset.Eventually(t, 30*time.Second, "UnsupportedSyncMode event for the Pull-mode cluster", func() error {
+		out, err := env.Run(clusterset.Karmada, "", "get", "events", "-A", "--field-selector", "reason=UnsupportedSyncMode,involvedObject.name=pull-demo", "-o", "name")
+		if err != nil || strings.TrimSpace(out) == "" {
+			return fmt.Errorf("no event yet (err=%v)", err)
+		}
+		return nil
+	})
+}
+
+// uniqueNS names a namespace for one test run (an earlier run's may still be terminating).
+func uniqueNS(prefix string) string {
+	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1000000)
 }
