@@ -226,7 +226,13 @@ func TestSeedFlow(t *testing.T) {
 	t.Run("source Service deleted", func(t *testing.T) {
 		env.KubectlT(t, clusterset.Karmada, "", "-n", "default", "delete", "service", "serve")
 		expectConditions(t, clusterset.Member1, "default", "serve", map[string]string{"Valid": "False/NoService"})
-		expectSlices(30*time.Second, "member2 has no endpoint left")
+		clusterset.Eventually(t, 30*time.Second, "member2 has no endpoint left", func() error {
+			ips, _, err := readyIPs(ctx, m2, "default", "kubernetes.io/service-name=derived-serve")
+			if err != nil || len(ips) > 0 {
+				return fmt.Errorf("%v (err=%v)", ips, err)
+			}
+			return nil
+		})
 		kept, err := m2.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{})
 		if err != nil || kept.Spec.ClusterIP != derived.Spec.ClusterIP {
 			t.Fatalf("derived-serve while the import lives: %v (err=%v), want it kept with ClusterIP %s", kept, err, derived.Spec.ClusterIP)
