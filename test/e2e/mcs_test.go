@@ -400,50 +400,7 @@ func TestDirectExport(t *testing.T) {
 	env.StartController(t)
 	ns := uniqueNS("direct-export")
 	m2 := env.Client(t, clusterset.Member2)
-	t.Cleanup(func() {
-		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
-			env.Run(c, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io,serviceimports.v1alpha1.multicluster.x-k8s.io", "--all")
-		}
-		clusterset.Eventually(t, 30*time.Second, "derived objects gone", func() error {
-			if _, err := m2.CoreV1().Services(ns).Get(ctx, "derived-echo", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-				return fmt.Errorf("still there (%v)", err)
-			}
-			return nil
-		})
-		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
-			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
-		}
-	})
-	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
-		env.KubectlT(t, c, "", "create", "namespace", ns)
-	}
-	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: %[1]s}
-spec:
-  ports: [{name: http, port: 8080, protocol: TCP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: echo-manual
-  namespace: %[1]s
-  labels: {kubernetes.io/service-name: echo}
-addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
-endpoints:
-- addresses: ["10.10.7.7"]
-  conditions: {ready: true}
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: {name: echo, namespace: %[1]s}
-`, ns), "apply", "-f", "-")
-	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceImport
-metadata: {name: echo, namespace: %[1]s}
-spec: {type: ClusterSetIP, ports: [{name: http, port: 8080, protocol: TCP}]}
-`, ns), "apply", "-f", "-")
+	exportEcho(t, ns, "10.10.7.7")
 	clusterset.Eventually(t, 30*time.Second, "derived-echo with 10.10.7.7 in member2", func() error {
 		ips, _, err := readyIPs(ctx, m2, ns, "kubernetes.io/service-name=derived-echo")
 		if err != nil || !slices.Equal(ips, []string{"10.10.7.7"}) {
@@ -494,41 +451,10 @@ spec: {value: member-one.eu}
 	// last-in first-out) and removes what it wrote. It reads the cluster id when it connects.
 	env.StartController(t)
 	t.Cleanup(func() {
-		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
-			env.Run(c, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io,serviceimports.v1alpha1.multicluster.x-k8s.io", "--all")
-		}
-		expectGoneNS(t, m2, ns, "derived-echo")
-		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
-			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
-		}
 		env.Run(clusterset.Member1, "", "delete", "crd", "clusterproperties.about.k8s.io", "--ignore-not-found")
 		env.Run(clusterset.Karmada, "", "delete", "cluster", "pull-demo", "--ignore-not-found", "--wait=false")
 	})
-	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
-		env.KubectlT(t, c, "", "create", "namespace", ns)
-	}
-	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: %[1]s}
-spec:
-  ports: [{port: 8080, protocol: TCP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata: {name: echo-manual, namespace: %[1]s, labels: {kubernetes.io/service-name: echo}}
-addressType: IPv4
-ports: [{port: 8080, protocol: TCP}]
-endpoints: [{addresses: ["10.10.8.8"], conditions: {ready: true}}]
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: {name: echo, namespace: %[1]s}
-`, ns), "apply", "-f", "-")
-	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceImport
-metadata: {name: echo, namespace: %[1]s}
-spec: {type: ClusterSetIP, ports: [{port: 8080, protocol: TCP}]}
-`, ns), "apply", "-f", "-")
+	exportEcho(t, ns, "10.10.8.8")
 	clusterset.Eventually(t, 30*time.Second, "mirrored slice labelled with the ClusterProperty's id", func() error {
 		_, items, err := readyIPs(ctx, m2, ns, "kubernetes.io/service-name=derived-echo")
 		if err != nil || len(items) != 1 {
@@ -557,4 +483,52 @@ spec: {syncMode: Pull}
 // uniqueNS names a namespace for one test run (an earlier run's may still be terminating).
 func uniqueNS(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1000000)
+}
+
+// exportEcho creates, in a new namespace ns, Service echo with one ready endpoint ip and a
+// ServiceExport in member1, and a ServiceImport in member2, all directly in the members (no
+// Karmada template). Its cleanup unexports, waits until the controller (started before) removed
+// the derived objects from member2, and deletes the namespaces.
+func exportEcho(t *testing.T, ns, ip string) {
+	t.Helper()
+	m2 := env.Client(t, clusterset.Member2)
+	t.Cleanup(func() {
+		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			env.Run(c, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io,serviceimports.v1alpha1.multicluster.x-k8s.io", "--all")
+		}
+		expectGoneNS(t, m2, ns, "derived-echo")
+		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+		}
+	})
+	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+		env.KubectlT(t, c, "", "create", "namespace", ns)
+	}
+	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: %[1]s}
+spec:
+  ports: [{name: http, port: 8080, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: echo-manual
+  namespace: %[1]s
+  labels: {kubernetes.io/service-name: echo}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- addresses: [%[2]q]
+  conditions: {ready: true}
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: echo, namespace: %[1]s}
+`, ns, ip), "apply", "-f", "-")
+	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceImport
+metadata: {name: echo, namespace: %[1]s}
+spec: {type: ClusterSetIP, ports: [{name: http, port: 8080, protocol: TCP}]}
+`, ns), "apply", "-f", "-")
 }
