@@ -178,3 +178,39 @@ func Eventually(t testing.TB, timeout time.Duration, what string, cond func() er
 func (e *Env) Seed(name string) string {
 	return filepath.Join(e.Root, "test", "testdata", "seed", name)
 }
+
+// TokenKubeconfig mints a token for ServiceAccount ns/sa on context ctx's apiserver (TokenRequest,
+// one hour) and writes a kubeconfig that uses only that token, with context name ctx.
+func (e *Env) TokenKubeconfig(t testing.TB, ctx, ns, sa string) string {
+	t.Helper()
+	token := strings.TrimSpace(e.KubectlT(t, ctx, "", "-n", ns, "create", "token", sa, "--duration=1h"))
+	server := strings.TrimSpace(e.KubectlT(t, ctx, "", "config", "view", "--minify", "-o", "jsonpath={.clusters[0].cluster.server}"))
+	ca := strings.TrimSpace(e.KubectlT(t, ctx, "", "config", "view", "--minify", "--raw", "-o", "jsonpath={.clusters[0].cluster.certificate-authority-data}"))
+	cfg := fmt.Sprintf(`apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: %q, certificate-authority-data: %q}
+users:
+- name: %s
+  user: {token: %q}
+contexts:
+- name: %s
+  context: {cluster: c, user: %s}
+current-context: %s
+`, server, ca, sa, token, ctx, sa, ctx)
+	path := filepath.Join(t.TempDir(), sa+"-"+ctx+".config")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// RunWith runs kubectl with a kubeconfig file (its current context) and returns its output.
+func (e *Env) RunWith(kubeconfig string, args ...string) (string, error) {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(c, e.Kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

@@ -23,15 +23,22 @@ type Controller struct {
 	exited  chan struct{}
 }
 
-// StartController runs the MCS controller (cmd/mcs-controller) until the test ends.
+// StartController runs the MCS controller (cmd/mcs-controller) with the admin kubeconfig of the
+// Karmada control plane until the test ends.
 func (e *Env) StartController(t testing.TB, extra ...string) *Controller {
+	t.Helper()
+	return e.StartControllerWith(t, e.KarmadaConfig, extra...)
+}
+
+// StartControllerWith runs the MCS controller with the given kubeconfig of the Karmada control plane.
+func (e *Env) StartControllerWith(t testing.TB, kubeconfig string, extra ...string) *Controller {
 	t.Helper()
 	c := &Controller{t: t, env: e, log: &bytes.Buffer{}, mu: &sync.Mutex{}}
 	c.probe = FreePort(t)
 	metrics := FreePort(t)
 	c.Metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics)
 	c.args = append([]string{
-		"--kubeconfig", e.KarmadaConfig, "--leader-elect=false",
+		"--kubeconfig", kubeconfig, "--leader-elect=false",
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", c.probe),
 	}, extra...)

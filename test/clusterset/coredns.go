@@ -79,11 +79,17 @@ func FreePort(t testing.TB) int {
 // on loopback (nothing may leave the machine).
 func (e *Env) MemberCorefile(t testing.TB, member string, dnsPort, healthPort, readyPort, metricsPort int) string {
 	t.Helper()
+	return e.CorefileWith(t, e.MembersConfig, member, dnsPort, healthPort, readyPort, metricsPort)
+}
+
+// CorefileWith is MemberCorefile with the plugins reading kubeconfig (context ctx).
+func (e *Env) CorefileWith(t testing.TB, kubeconfig, ctx string, dnsPort, healthPort, readyPort, metricsPort int) string {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(e.Root, "corefile.example"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc := fmt.Sprintf("\n        kubeconfig %s %s", e.MembersConfig, member)
+	kc := fmt.Sprintf("\n        kubeconfig %s %s", kubeconfig, ctx)
 	r := strings.NewReplacer(
 		".:53 {", fmt.Sprintf(".:%d {", dnsPort),
 		"clusterset.local:53 {", fmt.Sprintf("clusterset.local:%d {", dnsPort),

@@ -3,13 +3,17 @@
 package e2e
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
@@ -69,5 +73,101 @@ func TestRBACNoWildcards(t *testing.T) {
 	}
 	if rules == 0 {
 		t.Fatal("no RBAC rule found under manifests/")
+	}
+}
+
+// TestMemberCorefileIsExample keeps manifests/member/Corefile equal to corefile.example.
+func TestMemberCorefileIsExample(t *testing.T) {
+	a, err := os.ReadFile(filepath.Join(env.Root, "corefile.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(env.Root, "manifests", "member", "Corefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a) != string(b) {
+		t.Error("manifests/member/Corefile differs from corefile.example")
+	}
+}
+
+// TestCoreDNSDeploymentPatch: the patch that switches a stock CoreDNS Deployment to coredns-mcs
+// is accepted by a real apiserver (server-side dry run on a Deployment shaped like kubeadm's).
+func TestCoreDNSDeploymentPatch(t *testing.T) {
+	stock := `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system, labels: {k8s-app: kube-dns}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {k8s-app: kube-dns}}
+  template:
+    metadata: {labels: {k8s-app: kube-dns}}
+    spec:
+      containers:
+      - name: coredns
+        image: registry.k8s.io/coredns/coredns:v1.12.0
+        args: ["-conf", "/etc/coredns/Corefile"]
+        ports: [{containerPort: 53, protocol: UDP, name: dns}]
+`
+	env.KubectlT(t, clusterset.Member2, stock, "apply", "-f", "-")
+	t.Cleanup(func() { env.Run(clusterset.Member2, "", "-n", "kube-system", "delete", "deployment", "coredns", "--ignore-not-found") })
+	out := env.KubectlT(t, clusterset.Member2, "", "-n", "kube-system", "patch", "deployment", "coredns", "--dry-run=server",
+		"--type", "strategic", "--patch-file", filepath.Join(env.Root, "manifests", "member", "coredns-deployment-patch.yaml"), "-o",
+		"jsonpath={.spec.template.spec.containers[0].image} {.spec.strategy.rollingUpdate.maxUnavailable}")
+	if out != "coredns-mcs/coredns-mcs:latest 0" {
+		t.Errorf("patched Deployment: %q, want the coredns-mcs image and maxUnavailable 0", out)
+	}
+}
+
+// TestLeastPrivilege runs the seed flow with the controller and coredns-mcs holding only the
+// credentials of their manifests' ServiceAccounts (tokens minted from those accounts, not the
+// admin certificate): the RBAC in manifests/ is enough.
+func TestLeastPrivilege(t *testing.T) {
+	ctx := context.Background()
+	env.PropagateMCSCRDs(t)
+	env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", filepath.Join(env.Root, "manifests", "controller", "rbac.yaml"))
+	env.KubectlT(t, clusterset.Member2, "", "apply", "-f", filepath.Join(env.Root, "manifests", "member", "rbac.yaml"))
+	env.KubectlT(t, clusterset.Member2, `apiVersion: v1
+kind: ServiceAccount
+metadata: {name: coredns, namespace: kube-system}
+`, "apply", "-f", "-")
+	karmadaToken := env.TokenKubeconfig(t, clusterset.Karmada, "karmada-system", "coredns-mcs-controller")
+	member2Token := env.TokenKubeconfig(t, clusterset.Member2, "kube-system", "coredns")
+	// The token really is limited: it cannot read Deployments.
+	if out, err := env.RunWith(karmadaToken, "get", "deployments", "-A"); err == nil {
+		t.Fatalf("the controller's token can list deployments: %s", out)
+	}
+
+	// With leader election on, as in the Deployment: the Lease and its events need RBAC too.
+	ctrl := env.StartControllerWith(t, karmadaToken, "--leader-elect=true", "--leader-election-namespace=karmada-system")
+	dnsPort, healthPort, readyPort, metricsPort := clusterset.FreePort(t), clusterset.FreePort(t), clusterset.FreePort(t), clusterset.FreePort(t)
+	dns := clusterset.StartCoreDNS(t, env.CorefileWith(t, member2Token, clusterset.Member2, dnsPort, healthPort, readyPort, metricsPort),
+		dnsPort, healthPort, readyPort, metricsPort, true)
+	applySeed(t)
+
+	m2 := env.Client(t, clusterset.Member2)
+	var clusterIP string
+	clusterset.Eventually(t, 60*time.Second, "derived-serve with endpoints in member2", func() error {
+		svc, err := m2.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		ips, _, err := readyIPs(ctx, m2, "default", "kubernetes.io/service-name=derived-serve")
+		if err != nil || len(ips) != 1 {
+			return fmt.Errorf("endpoints %v (err=%v)", ips, err)
+		}
+		clusterIP = svc.Spec.ClusterIP
+		return nil
+	})
+	expectConditions(t, clusterset.Karmada, "default", "serve", map[string]string{"Valid": "True/Valid", "Ready": "True/Exported"})
+	clusterset.Eventually(t, 10*time.Second, "coredns-mcs (member2 token) answers", func() error {
+		r := clusterset.Dig(t, dns.Addr, "serve.default.svc.clusterset.local.", "A")
+		if r.Status != "NOERROR" || !slices.Equal(r.Answers, []string{clusterIP}) {
+			return fmt.Errorf("%s %v", r.Status, r.Answers)
+		}
+		return nil
+	})
+	if strings.Contains(ctrl.Log(), "forbidden") || strings.Contains(dns.Log(), "forbidden") {
+		t.Errorf("a request was forbidden:\ncontroller:\n%s\ncoredns-mcs:\n%s", ctrl.Log(), dns.Log())
 	}
 }
