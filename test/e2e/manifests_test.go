@@ -110,7 +110,9 @@ spec:
         ports: [{containerPort: 53, protocol: UDP, name: dns}]
 `
 	env.KubectlT(t, clusterset.Member2, stock, "apply", "-f", "-")
-	t.Cleanup(func() { env.Run(clusterset.Member2, "", "-n", "kube-system", "delete", "deployment", "coredns", "--ignore-not-found") })
+	t.Cleanup(func() {
+		env.Run(clusterset.Member2, "", "-n", "kube-system", "delete", "deployment", "coredns", "--ignore-not-found")
+	})
 	out := env.KubectlT(t, clusterset.Member2, "", "-n", "kube-system", "patch", "deployment", "coredns", "--dry-run=server",
 		"--type", "strategic", "--patch-file", filepath.Join(env.Root, "manifests", "member", "coredns-deployment-patch.yaml"), "-o",
 		"jsonpath={.spec.template.spec.containers[0].image} {.spec.strategy.rollingUpdate.maxUnavailable}")
