@@ -54,6 +54,18 @@ build: ## Build coredns-mcs into _output/bin.
 	@mkdir -p $(BIN)
 	go build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN)/ ./cmd/...
 
+IMAGE_REPO ?= coredns-mcs
+IMAGE_TAG ?= $(VERSION)
+
+.PHONY: image
+image: ## Build the coredns-mcs and mcs-controller images with docker or podman (needs a running engine).
+	@engine=$$(for e in docker podman; do command -v $$e >/dev/null && $$e info >/dev/null 2>&1 && { echo $$e; break; }; done; true); \
+	if [ -z "$$engine" ]; then \
+	  echo "make image: no working container engine (docker or podman with a running daemon) on this machine;"; \
+	  echo "  the binaries are built by 'make build' into $(BIN); see Dockerfile for the image recipe."; exit 1; fi; \
+	for t in coredns-mcs mcs-controller; do \
+	  $$engine build --target $$t --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/$$t:$(IMAGE_TAG) . || exit 1; done
+
 .PHONY: deps
 deps: ## Build, once, the pinned real components (etcd, Kubernetes, Karmada, kwok) into ~/.cache/coredns-mcs.
 	hack/build-deps.sh

@@ -23,12 +23,16 @@ import (
 // the controller's on the Karmada control plane, the member side on both members.
 func TestManifestsApply(t *testing.T) {
 	dir := filepath.Join(env.Root, "manifests")
+	// A dry run does not create the namespace it applies, so the host's must exist already, as it
+	// does where Karmada runs.
+	env.KubectlT(t, clusterset.Member1, "apiVersion: v1\nkind: Namespace\nmetadata: {name: karmada-system}\n", "apply", "-f", "-")
 	for _, tc := range []struct {
 		kustomization string
 		contexts      []string
 	}{
 		{"crds", []string{clusterset.Karmada}},
-		{"controller", []string{clusterset.Karmada}},
+		{"controller/karmada", []string{clusterset.Karmada}},
+		{"controller/host", []string{clusterset.Member1}}, // any cluster can play Karmada's host
 		{"member", []string{clusterset.Member1, clusterset.Member2}},
 	} {
 		for _, ctx := range tc.contexts {
@@ -127,7 +131,7 @@ spec:
 func TestLeastPrivilege(t *testing.T) {
 	ctx := context.Background()
 	env.PropagateMCSCRDs(t)
-	env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", filepath.Join(env.Root, "manifests", "controller", "rbac.yaml"))
+	env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", filepath.Join(env.Root, "manifests", "controller", "karmada", "rbac.yaml"))
 	env.KubectlT(t, clusterset.Member2, "", "apply", "-f", filepath.Join(env.Root, "manifests", "member", "rbac.yaml"))
 	env.KubectlT(t, clusterset.Member2, `apiVersion: v1
 kind: ServiceAccount
