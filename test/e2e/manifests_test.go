@@ -33,6 +33,8 @@ func TestManifestsApply(t *testing.T) {
 		{"crds", []string{clusterset.Karmada}},
 		{"controller/karmada", []string{clusterset.Karmada}},
 		{"controller/host", []string{clusterset.Member1}}, // any cluster can play Karmada's host
+		{"overlays/production", []string{clusterset.Member1}},
+		{"karmada", []string{clusterset.Karmada}},
 		{"member", []string{clusterset.Member1, clusterset.Member2}},
 	} {
 		for _, ctx := range tc.contexts {
@@ -77,6 +79,21 @@ func TestRBACNoWildcards(t *testing.T) {
 	}
 	if rules == 0 {
 		t.Fatal("no RBAC rule found under manifests/")
+	}
+}
+
+// TestSeedPoliciesCopy keeps manifests/karmada's policies equal to the seed's.
+func TestSeedPoliciesCopy(t *testing.T) {
+	a, err := os.ReadFile(env.Seed("00-crd-propagation.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(env.Root, "manifests", "karmada", "crd-propagation.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a) != string(b) {
+		t.Error("manifests/karmada/crd-propagation.yaml differs from the seed's 00-crd-propagation.yaml")
 	}
 }
 
