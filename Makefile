@@ -22,11 +22,11 @@ help: ## Show this help.
 ##@ Main
 
 .PHONY: demo
-demo: deps build ## Build what is missing, bring the local clusterset up and show it (the main job).
+demo: deps build ## From nothing: the local clusterset, the controller, coredns-mcs, the seed applied, DNS answering (the main job).
 	hack/demo.sh
 
 .PHONY: test
-test: deps build ## Run every test: unit, then integration/e2e on the local clusterset (brought up if needed).
+test: deps build ## Every test: unit, then e2e on a fresh local clusterset (what CI runs).
 	hack/test.sh
 
 ##@ Development
@@ -50,7 +50,7 @@ bench-plugin: ## Run the DNS plugin hot-path benchmarks (go test -bench, -benchm
 ##@ Build
 
 .PHONY: build
-build: ## Build coredns-mcs into _output/bin.
+build: ## Build coredns-mcs and mcs-controller into _output/bin.
 	@mkdir -p $(BIN)
 	go build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(BIN)/ ./cmd/...
 
