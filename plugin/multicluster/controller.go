@@ -72,7 +72,9 @@ type dataController struct {
 	namespaces map[string]bool
 	zone       string // for metrics
 
-	slices, services, nss cache.SharedIndexInformer
+	// base holds the informers that do not depend on the CRD; they are replaced as a set when
+	// the apiserver comes back from an outage (see reconnect).
+	base atomic.Pointer[baseInformers]
 
 	state atomic.Int32
 
@@ -102,7 +104,30 @@ func newDataController(client kubernetes.Interface, dyn dynamic.Interface, disco
 	}
 	c.state.Store(int32(stateSyncing))
 
-	c.slices = kube.Informer[*discoveryv1.EndpointSliceList](client.DiscoveryV1().EndpointSlices(metav1.NamespaceAll),
+	c.base.Store(c.newBase())
+	return c
+}
+
+// baseInformers are the EndpointSlice, Service and Namespace informers.
+type baseInformers struct {
+	slices, services, nss cache.SharedIndexInformer
+	cancel                context.CancelFunc
+}
+
+func (b *baseInformers) run(ctx context.Context) {
+	ctx, b.cancel = context.WithCancel(ctx)
+	go b.slices.RunWithContext(ctx)
+	go b.services.RunWithContext(ctx)
+	go b.nss.RunWithContext(ctx)
+}
+
+func (b *baseInformers) synced() bool {
+	return b.slices.HasSynced() && b.services.HasSynced() && b.nss.HasSynced()
+}
+
+func (c *dataController) newBase() *baseInformers {
+	b := &baseInformers{}
+	b.slices = kube.Informer[*discoveryv1.EndpointSliceList](c.client.DiscoveryV1().EndpointSlices(metav1.NamespaceAll),
 		mcs.LabelServiceName, &discoveryv1.EndpointSlice{}, cache.Indexers{bySvcIndex: func(obj any) ([]string, error) {
 			s, ok := obj.(*object.EndpointSlice)
 			if !ok || s.Service == "" {
@@ -110,18 +135,18 @@ func newDataController(client kubernetes.Interface, dyn dynamic.Interface, disco
 			}
 			return []string{s.Namespace + "/" + s.Service}, nil
 		}})
-	c.services = kube.Informer[*corev1.ServiceList](client.CoreV1().Services(metav1.NamespaceAll), "", &corev1.Service{}, cache.Indexers{})
-	c.nss = kube.Informer[*corev1.NamespaceList](client.CoreV1().Namespaces(), "", &corev1.Namespace{}, cache.Indexers{})
-	mustSet(c.slices.SetTransform(object.ToEndpointSlice))
-	mustSet(c.services.SetTransform(object.ToService))
-	mustSet(c.nss.SetTransform(object.ToNamespace))
+	b.services = kube.Informer[*corev1.ServiceList](c.client.CoreV1().Services(metav1.NamespaceAll), "", &corev1.Service{}, cache.Indexers{})
+	b.nss = kube.Informer[*corev1.NamespaceList](c.client.CoreV1().Namespaces(), "", &corev1.Namespace{}, cache.Indexers{})
+	mustSet(b.slices.SetTransform(object.ToEndpointSlice))
+	mustSet(b.services.SetTransform(object.ToService))
+	mustSet(b.nss.SetTransform(object.ToNamespace))
 
-	mustAdd(c.slices.AddEventHandler(handlerFor(func(obj any) {
+	mustAdd(b.slices.AddEventHandler(handlerFor(func(obj any) {
 		if s, ok := obj.(*object.EndpointSlice); ok && s.Service != "" {
 			c.rebuild(s.Namespace + "/" + s.Service)
 		}
 	})))
-	mustAdd(c.services.AddEventHandler(handlerFor(func(obj any) {
+	mustAdd(b.services.AddEventHandler(handlerFor(func(obj any) {
 		s, ok := obj.(*object.Service)
 		if !ok {
 			return
@@ -133,7 +158,7 @@ func newDataController(client kubernetes.Interface, dyn dynamic.Interface, disco
 			c.rebuild(key)
 		}
 	})))
-	return c
+	return b
 }
 
 func mustSet(err error) {
@@ -162,9 +187,7 @@ func handlerFor(f func(obj any)) cache.ResourceEventHandlerFuncs {
 func (c *dataController) Start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	go c.slices.RunWithContext(ctx)
-	go c.services.RunWithContext(ctx)
-	go c.nss.RunWithContext(ctx)
+	c.base.Load().run(ctx)
 	go func() {
 		defer close(c.done)
 		c.superviseImports(ctx)
@@ -185,15 +208,24 @@ func (c *dataController) Stop() {
 // it (forgetting every import) when the API goes away. No restart of CoreDNS is ever needed.
 func (c *dataController) superviseImports(ctx context.Context) {
 	missingLogged := false
+	var downSince time.Time
 	for {
 		gvr, ok, err := c.discover()
+		switch {
+		case err != nil && downSince.IsZero():
+			downSince = time.Now()
+			log.Warningf("apiserver unreachable (%v); answering from the caches", err)
+		case err == nil && !downSince.IsZero():
+			log.Infof("apiserver reachable again after %s; restarting the informers", time.Since(downSince).Round(time.Second))
+			downSince = time.Time{}
+			c.reconnect(ctx)
+		}
 		c.impMu.Lock()
 		running, current := c.imports != nil, c.importGVR
 		c.impMu.Unlock()
 		switch {
 		case err != nil:
 			// The apiserver is unreachable: keep whatever we have and serve it.
-			log.Debugf("discovery of %s failed: %v", mcs.Group, err)
 		case !ok:
 			if running {
 				log.Warningf("the ServiceImport API %s went away; zone %s answers SERVFAIL until it is back", current.GroupVersion(), c.zone)
@@ -250,6 +282,14 @@ func (c *dataController) discover() (schema.GroupVersionResource, bool, error) {
 }
 
 func (c *dataController) startImports(ctx context.Context, gvr schema.GroupVersionResource) {
+	inf, cancel := c.runImports(ctx, gvr)
+	c.impMu.Lock()
+	c.imports, c.importGVR, c.stopImp = inf, gvr, cancel
+	c.impMu.Unlock()
+}
+
+// runImports starts a ServiceImport informer on gvr (not yet the one rebuilds read).
+func (c *dataController) runImports(ctx context.Context, gvr schema.GroupVersionResource) (cache.SharedIndexInformer, context.CancelFunc) {
 	ictx, cancel := context.WithCancel(ctx)
 	inf := kube.Informer[*unstructured.UnstructuredList](c.dyn.Resource(gvr).Namespace(metav1.NamespaceAll), "",
 		&unstructured.Unstructured{}, cache.Indexers{})
@@ -259,10 +299,58 @@ func (c *dataController) startImports(ctx context.Context, gvr schema.GroupVersi
 			c.rebuild(si.Namespace + "/" + si.Name)
 		}
 	})))
-	c.impMu.Lock()
-	c.imports, c.importGVR, c.stopImp = inf, gvr, cancel
-	c.impMu.Unlock()
 	go inf.RunWithContext(ictx)
+	return inf, cancel
+}
+
+// reconnect replaces every informer after an apiserver outage. client-go's reflectors retry a
+// lost apiserver with a jittered backoff of up to a minute; fresh informers list at once. The
+// old ones keep serving until the new ones are synced; then every import is rebuilt, so what
+// was deleted during the outage goes too.
+func (c *dataController) reconnect(ctx context.Context) {
+	nb := c.newBase()
+	nb.run(ctx)
+	c.impMu.Lock()
+	gvr, running := c.importGVR, c.imports != nil
+	c.impMu.Unlock()
+	var ni cache.SharedIndexInformer
+	var niCancel context.CancelFunc = func() {}
+	if running {
+		ni, niCancel = c.runImports(ctx, gvr)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !nb.synced() || (ni != nil && !ni.HasSynced()) {
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			nb.cancel()
+			niCancel()
+			if ctx.Err() == nil {
+				log.Warningf("new informers did not sync within 30s after the apiserver came back; keeping the old ones")
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.base.Swap(nb).cancel()
+	keys := c.store.keys()
+	if ni != nil {
+		c.impMu.Lock()
+		old := c.stopImp
+		if c.imports != nil && c.importGVR == gvr {
+			c.imports, c.stopImp = ni, niCancel
+			ni = nil
+		}
+		c.impMu.Unlock()
+		if ni != nil { // the API changed meanwhile: the supervisor handles that
+			niCancel()
+		} else if old != nil {
+			old()
+		}
+		keys = append(keys, c.importInformer().GetStore().ListKeys()...)
+	}
+	for _, k := range keys {
+		c.rebuild(k)
+	}
+	log.Infof("zone %s: informers restarted after an apiserver outage; %d imports", c.zone, c.store.count())
 }
 
 func (c *dataController) stopImports() {
@@ -303,7 +391,7 @@ func (c *dataController) updateState() {
 		}
 		return
 	}
-	if c.slices.HasSynced() && c.services.HasSynced() && c.nss.HasSynced() && imp.HasSynced() {
+	if c.base.Load().synced() && imp.HasSynced() {
 		c.setState(stateSynced)
 	} else {
 		c.setState(stateSyncing)
@@ -323,11 +411,11 @@ func (c *dataController) syncState() syncState {
 
 // baseSynced reports whether the informers that do not depend on the CRD have synced.
 func (c *dataController) baseSynced() bool {
-	return c.slices.HasSynced() && c.services.HasSynced() && c.nss.HasSynced()
+	return c.base.Load().synced()
 }
 
 func (c *dataController) namespaceExists(ns string) bool {
-	_, ok, _ := c.nss.GetStore().GetByKey(ns)
+	_, ok, _ := c.base.Load().nss.GetStore().GetByKey(ns)
 	return ok
 }
 
@@ -366,10 +454,11 @@ func (c *dataController) rebuild(key string) {
 	c.derived[dkey] = key
 	c.derivedOf[key] = dkey
 	d := &serviceData{namespace: si.Namespace, name: si.Name, imp: si}
-	if obj, ok, _ := c.services.GetStore().GetByKey(dkey); ok {
+	b := c.base.Load()
+	if obj, ok, _ := b.services.GetStore().GetByKey(dkey); ok {
 		d.derived, _ = obj.(*object.Service)
 	}
-	objs, _ := c.slices.GetIndexer().ByIndex(bySvcIndex, key)
+	objs, _ := b.slices.GetIndexer().ByIndex(bySvcIndex, key)
 	for _, o := range objs {
 		if s, ok := o.(*object.EndpointSlice); ok {
 			d.slices = append(d.slices, s)
@@ -382,6 +471,6 @@ func (c *dataController) rebuild(key string) {
 // event handlers, so a burst of events costs nothing extra).
 func (c *dataController) updateGauges() {
 	importCount.WithLabelValues(c.zone).Set(float64(c.store.count()))
-	sliceCount.WithLabelValues(c.zone).Set(float64(len(c.slices.GetStore().ListKeys())))
+	sliceCount.WithLabelValues(c.zone).Set(float64(len(c.base.Load().slices.GetStore().ListKeys())))
 	lastChange.WithLabelValues(c.zone).Set(float64(c.store.lastChange.Load()) / 1e9)
 }

@@ -103,7 +103,18 @@ func (s *store) reset() {
 	s.touch()
 }
 
-// counts returns the number of imported services.
+// keys returns the keys (namespace/name) of every imported service.
+func (s *store) keys() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.owned))
+	for k := range s.owned {
+		out = append(out, k)
+	}
+	return out
+}
+
+// count returns the number of imported services.
 func (s *store) count() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
