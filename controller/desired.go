@@ -125,7 +125,12 @@ func derivedService(ns, name, derived string, exporters []exporter, imp importer
 	if derived != mcs.DefaultDerivedPrefix+name {
 		svc.Annotations = map[string]string{mcs.AnnotationDerivedService: derived}
 	}
-	// The oldest exporter's session affinity (exporters are ordered oldest first).
+	// A headless export is imported headless: no ClusterIP, DNS answers with the endpoints
+	// (the oldest exporter decides; exporters are ordered oldest first).
+	if exporters[0].service.Spec.ClusterIP == corev1.ClusterIPNone {
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+	}
+	// The oldest exporter's session affinity.
 	if first := exporters[0].service; first.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
 		svc.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 		svc.Spec.SessionAffinityConfig = first.Spec.SessionAffinityConfig.DeepCopy()

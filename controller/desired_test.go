@@ -143,3 +143,16 @@ func TestUnionPortsAndNames(t *testing.T) {
 		t.Errorf("slice name %q", sn)
 	}
 }
+
+func TestDerivedServiceHeadless(t *testing.T) {
+	headless := svc(corev1.ServicePort{Name: "web", Port: 80})
+	headless.Spec.ClusterIP = corev1.ClusterIPNone
+	got := derivedService("default", "web", "derived-web", []exporter{{service: headless}}, importer{})
+	if got.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Errorf("derived Service of a headless export: clusterIP %q, want None", got.Spec.ClusterIP)
+	}
+	got = derivedService("default", "serve", "derived-serve", []exporter{{service: svc(corev1.ServicePort{Port: 80})}}, importer{})
+	if got.Spec.ClusterIP != "" {
+		t.Errorf("derived Service of a ClusterIP export: clusterIP %q, want it allocated by the importer", got.Spec.ClusterIP)
+	}
+}

@@ -532,3 +532,120 @@ metadata: {name: echo, namespace: %[1]s}
 spec: {type: ClusterSetIP, ports: [{name: http, port: 8080, protocol: TCP}]}
 `, ns), "apply", "-f", "-")
 }
+
+// TestHeadlessStatefulSet: a headless Service of a 3-replica StatefulSet in member1, exported and
+// imported as Headless into member2: coredns-mcs in member2 answers the 3 pod IPs, each pod by
+// <pod>.member1.<svc>.<ns>.svc.clusterset.local, and SRV with those targets.
+func TestHeadlessStatefulSet(t *testing.T) {
+	ctx := context.Background()
+	env.PropagateMCSCRDs(t)
+	env.StartController(t)
+	dns := env.StartMemberDNS(t, clusterset.Member2)
+	ns := uniqueNS("headless")
+	m1, m2 := env.Client(t, clusterset.Member1), env.Client(t, clusterset.Member2)
+	t.Cleanup(func() {
+		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			env.Run(c, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io,serviceimports.v1alpha1.multicluster.x-k8s.io", "--all")
+		}
+		expectGoneNS(t, m2, ns, "derived-web")
+		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+		}
+	})
+	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+		env.KubectlT(t, c, "", "create", "namespace", ns)
+	}
+	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: %[1]s}
+spec:
+  clusterIP: None
+  selector: {app: web}
+  ports: [{name: web, port: 80, targetPort: 8080, protocol: TCP}]
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: web, namespace: %[1]s}
+spec:
+  serviceName: web
+  replicas: 3
+  podManagementPolicy: Parallel
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: jeremyot/serve:0a40de8, ports: [{containerPort: 8080}]}]
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: web, namespace: %[1]s}
+`, ns), "apply", "-f", "-")
+	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceImport
+metadata: {name: web, namespace: %[1]s}
+spec: {type: Headless, ports: [{name: web, port: 80, protocol: TCP}]}
+`, ns), "apply", "-f", "-")
+
+	podIP := map[string]string{}
+	clusterset.Eventually(t, 90*time.Second, "3 ready StatefulSet pods in member1, mirrored into member2", func() error {
+		pods, err := m1.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+		if err != nil {
+			return err
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase == corev1.PodRunning && p.Status.PodIP != "" {
+				podIP[p.Name] = p.Status.PodIP
+			}
+		}
+		if len(podIP) != 3 {
+			return fmt.Errorf("running pods %v", podIP)
+		}
+		ips, _, err := readyIPs(ctx, m2, ns, "kubernetes.io/service-name=derived-web")
+		if err != nil || len(ips) != 3 {
+			return fmt.Errorf("member2 lists %v (err=%v)", ips, err)
+		}
+		return nil
+	})
+	derived, err := m2.CoreV1().Services(ns).Get(ctx, "derived-web", metav1.GetOptions{})
+	if err != nil || derived.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Fatalf("derived-web: %v (err=%v), want a headless Service", derived, err)
+	}
+	var all []string
+	for _, ip := range podIP {
+		all = append(all, ip)
+	}
+	slices.Sort(all)
+	svcName := "web." + ns + ".svc.clusterset.local."
+	clusterset.Eventually(t, 10*time.Second, "dig "+svcName, func() error {
+		r := clusterset.Dig(t, dns.Addr, svcName, "A")
+		got := slices.Clone(r.Answers)
+		slices.Sort(got)
+		if r.Status != "NOERROR" || !slices.Equal(got, all) {
+			return fmt.Errorf("%s %v, want %v", r.Status, got, all)
+		}
+		return nil
+	})
+	var targets []string
+	for pod, ip := range podIP {
+		name := pod + ".member1." + svcName
+		targets = append(targets, name)
+		r := clusterset.Dig(t, dns.Addr, name, "A")
+		if r.Status != "NOERROR" || !slices.Equal(r.Answers, []string{ip}) {
+			t.Errorf("dig %s: %s %v, want %s", name, r.Status, r.Answers, ip)
+		}
+	}
+	r := clusterset.Dig(t, dns.Addr, "_web._tcp."+svcName, "SRV")
+	var gotTargets []string
+	for _, a := range r.Answers {
+		f := strings.Fields(a)
+		gotTargets = append(gotTargets, f[len(f)-1])
+		if f[2] != "8080" {
+			t.Errorf("SRV %q: want the endpoints' port 8080", a)
+		}
+	}
+	slices.Sort(gotTargets)
+	slices.Sort(targets)
+	if r.Status != "NOERROR" || !slices.Equal(gotTargets, targets) {
+		t.Errorf("SRV _web._tcp.%s: %s %v, want targets %v", svcName, r.Status, r.Answers, targets)
+	}
+}
