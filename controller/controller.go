@@ -331,7 +331,8 @@ type exportState struct {
 	m     *member
 	obj   *unstructured.Unstructured
 	valid metav1.Condition
-	ex    *exporter
+	// exported: the export is valid and its endpoints are among the desired Works.
+	exported bool
 }
 
 // reconcile computes the desired Works of one service from what every member holds, applies the
@@ -381,7 +382,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 				}
 				sort.Slice(ex.slices, func(i, j int) bool { return ex.slices[i].Name < ex.slices[j].Name })
 				exporters = append(exporters, ex)
-				st.ex = &exporters[len(exporters)-1]
+				st.exported = true
 			}
 		}
 		if obj, ok, _ := imInf.GetStore().GetByKey(key); ok {
@@ -436,7 +437,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	var template []metav1.Condition
 	for _, st := range states {
 		conds := []metav1.Condition{st.valid}
-		if st.ex != nil {
+		if st.exported {
 			conds = append(conds, ready)
 		} else {
 			conds = append(conds, condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonFailed,

@@ -194,14 +194,10 @@ func (m *member) clusterID(ctx context.Context) string {
 		if v, _, _ := unstructured.NestedString(cp.Object, "spec", "value"); v != "" {
 			return v
 		}
-	} else if !apierrors.IsNotFound(err) && !isNoMatch(err) {
+	} else if !apierrors.IsNotFound(err) { // NotFound: no such object, or no ClusterProperty CRD
 		klog.FromContext(ctx).V(2).Info("reading ClusterProperty", "cluster", m.name, "err", err)
 	}
 	return m.name
-}
-
-func isNoMatch(err error) bool {
-	return apierrors.IsNotFound(err) || apierrors.ReasonForError(err) == metav1.StatusReasonNotFound
 }
 
 func (m *member) startMCS(ctx context.Context, se, si schema.GroupVersionResource, enqueue func(string)) {
