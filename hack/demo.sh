@@ -34,15 +34,9 @@ if ! running mcs-controller; then
   echo $! >"$PIDS/mcs-controller.pid"
 fi
 if ! running coredns-mcs-member2; then
-  # corefile.example, pointed at member2's apiserver and loopback ports.
-  sed -e "s/^\.:53 {/.:$DNS_PORT {/" -e "s/^clusterset.local:53 {/clusterset.local:$DNS_PORT {/" \
-    -e "s#    multicluster {#    multicluster {\n        kubeconfig $CMCS_MEMBERS_KUBECONFIG member2#" \
-    -e "s#    kubernetes cluster.local in-addr.arpa ip6.arpa {#    kubernetes cluster.local in-addr.arpa ip6.arpa {\n        kubeconfig $CMCS_MEMBERS_KUBECONFIG member2#" \
-    -e "s#    health {#    health 127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 42)) {#" \
-    -e "s#^    ready\$#    ready 127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 43))#" \
-    -e "s#prometheus :9153#prometheus 127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 44))#" \
-    -e "s#forward . /etc/resolv.conf#forward . 127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 45))#" \
-    corefile.example >"$DIR/Corefile.member2"
+  B=${CMCS_PORT_BASE:-31000}
+  hack/member-corefile.sh "$CMCS_MEMBERS_KUBECONFIG" member2 "$DNS_PORT" $((B + 42)) $((B + 43)) $((B + 44)) $((B + 45)) \
+    >"$DIR/Corefile.member2"
   setsid _output/bin/coredns-mcs -conf "$DIR/Corefile.member2" >>"$LOGS/coredns-mcs-member2.log" 2>&1 </dev/null &
   echo $! >"$PIDS/coredns-mcs-member2.pid"
 fi

@@ -33,12 +33,21 @@ mkdir -p _output
 go test -tags e2e -p 1 -count=1 -timeout "${TEST_TIMEOUT:-40m}" -run "${TEST_RUN:-.}" -v ./test/... ./plugin/... 2>&1 |
   tee _output/test-e2e.log | { grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' || true; }
 
-step "clusterset lifecycle: down, then up/status/down once more, nothing left behind"
+step "clusterset lifecycle: down, up, status, Karmada MCS switched on, down; nothing left behind"
 source hack/versions.sh
 left() { pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller)" || true; }
 hack/clusterset.sh down
 [ -z "$(left)" ] || { echo "processes left after down: $(left)"; exit 1; }
 hack/clusterset.sh up >/dev/null
+hack/clusterset.sh status >/dev/null
+# Karmada's built-in MCS controllers switched on: only karmada-controller-manager restarts.
+pids=_output/clusterset/pids
+cm_before=$(cat $pids/karmada-controller-manager.pid) etcd_before=$(cat $pids/etcd.pid)
+CMCS_KARMADA_MCS=on hack/clusterset.sh up >/dev/null
+cm_after=$(cat $pids/karmada-controller-manager.pid)
+[ "$cm_after" != "$cm_before" ] && [ "$(cat $pids/etcd.pid)" = "$etcd_before" ] &&
+  tr '\0' ' ' </proc/"$cm_after"/cmdline | grep -q -- '--controllers \* ' ||
+  { echo "CMCS_KARMADA_MCS=on did not restart only karmada-controller-manager with --controllers *"; exit 1; }
 hack/clusterset.sh status >/dev/null
 hack/clusterset.sh down
 [ -z "$(left)" ] || { echo "processes left after the second down: $(left)"; exit 1; }

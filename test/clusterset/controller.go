@@ -68,7 +68,7 @@ func (c *Controller) start() {
 			return fmt.Errorf("exited: %s", tail(c.Log(), 20))
 		default:
 		}
-		return httpOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", c.probe))
+		return HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", c.probe))
 	})
 }
 

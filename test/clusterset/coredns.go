@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -85,22 +86,13 @@ func (e *Env) MemberCorefile(t testing.TB, member string, dnsPort, healthPort, r
 // CorefileWith is MemberCorefile with the plugins reading kubeconfig (context ctx).
 func (e *Env) CorefileWith(t testing.TB, kubeconfig, ctx string, dnsPort, healthPort, readyPort, metricsPort int) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(e.Root, "corefile.example"))
+	cmd := exec.Command(filepath.Join(e.Root, "hack", "member-corefile.sh"), kubeconfig, ctx,
+		strconv.Itoa(dnsPort), strconv.Itoa(healthPort), strconv.Itoa(readyPort), strconv.Itoa(metricsPort), strconv.Itoa(FreePort(t)))
+	b, err := cmd.Output()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("hack/member-corefile.sh: %v", err)
 	}
-	kc := fmt.Sprintf("\n        kubeconfig %s %s", kubeconfig, ctx)
-	r := strings.NewReplacer(
-		".:53 {", fmt.Sprintf(".:%d {", dnsPort),
-		"clusterset.local:53 {", fmt.Sprintf("clusterset.local:%d {", dnsPort),
-		"    health {", fmt.Sprintf("    health 127.0.0.1:%d {", healthPort),
-		"    ready\n", fmt.Sprintf("    ready 127.0.0.1:%d\n", readyPort),
-		"prometheus :9153", fmt.Sprintf("prometheus 127.0.0.1:%d", metricsPort),
-		"forward . /etc/resolv.conf", fmt.Sprintf("forward . 127.0.0.1:%d", FreePort(t)),
-		"multicluster {", "multicluster {"+kc,
-		"kubernetes cluster.local in-addr.arpa ip6.arpa {", "kubernetes cluster.local in-addr.arpa ip6.arpa {"+kc,
-	)
-	out := r.Replace(string(b))
+	out := string(b)
 	for _, want := range []string{fmt.Sprintf(".:%d", dnsPort), fmt.Sprintf("clusterset.local:%d", dnsPort), fmt.Sprintf("ready 127.0.0.1:%d", readyPort)} {
 		if !strings.Contains(out, want) || strings.Count(out, "kubeconfig") != 2 {
 			t.Fatalf("corefile.example changed shape: %q not produced", want)
@@ -146,7 +138,7 @@ func StartCoreDNS(t testing.TB, corefile string, dnsPort, healthPort, readyPort,
 		if c.cmd.ProcessState != nil {
 			return fmt.Errorf("exited: %s", c.Log())
 		}
-		return httpOK(url)
+		return HTTPOK(url)
 	})
 	return c
 }
@@ -169,7 +161,8 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
-func httpOK(url string) error {
+// HTTPOK reports whether url answers 200 OK.
+func HTTPOK(url string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -183,9 +176,6 @@ func httpOK(url string) error {
 	}
 	return nil
 }
-
-// HTTPOK reports whether url answers 200.
-func HTTPOK(url string) error { return httpOK(url) }
 
 // DigResult is what dig printed: the status (NOERROR, NXDOMAIN, …), the answer records' data
 // (e.g. "10.13.0.10" or "0 100 80 serve.default.svc.clusterset.local."), and the EDE text if any.

@@ -485,18 +485,17 @@ func uniqueNS(prefix string) string {
 	return fmt.Sprintf("%s-%d", prefix, time.Now().UnixNano()%1000000)
 }
 
-// exportEcho creates, in a new namespace ns, Service echo with one ready endpoint ip and a
-// ServiceExport in member1, and a ServiceImport in member2, all directly in the members (no
-// Karmada template). Its cleanup unexports, waits until the controller (started before) removed
-// the derived objects from member2, and deletes the namespaces.
-func exportEcho(t *testing.T, ns, ip string) {
+// memberNamespace creates namespace ns in both members. Its cleanup deletes every ServiceExport
+// and ServiceImport there, waits until the controller (started before) has removed the derived
+// Service from member2, then deletes the namespaces.
+func memberNamespace(t *testing.T, ns, derived string) {
 	t.Helper()
 	m2 := env.Client(t, clusterset.Member2)
 	t.Cleanup(func() {
 		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
 			env.Run(c, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io,serviceimports.v1alpha1.multicluster.x-k8s.io", "--all")
 		}
-		expectGoneNS(t, m2, ns, "derived-echo")
+		expectGoneNS(t, m2, ns, derived)
 		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
 			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
 		}
@@ -504,6 +503,14 @@ func exportEcho(t *testing.T, ns, ip string) {
 	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
 		env.KubectlT(t, c, "", "create", "namespace", ns)
 	}
+}
+
+// exportEcho creates, in a new namespace ns, Service echo with one ready endpoint ip and a
+// ServiceExport in member1, and a ServiceImport in member2, all directly in the members (no
+// Karmada template); memberNamespace's cleanup removes them.
+func exportEcho(t *testing.T, ns, ip string) {
+	t.Helper()
+	memberNamespace(t, ns, "derived-echo")
 	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: %[1]s}
@@ -543,18 +550,7 @@ func TestHeadlessStatefulSet(t *testing.T) {
 	dns := env.StartMemberDNS(t, clusterset.Member2)
 	ns := uniqueNS("headless")
 	m1, m2 := env.Client(t, clusterset.Member1), env.Client(t, clusterset.Member2)
-	t.Cleanup(func() {
-		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
-			env.Run(c, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io,serviceimports.v1alpha1.multicluster.x-k8s.io", "--all")
-		}
-		expectGoneNS(t, m2, ns, "derived-web")
-		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
-			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
-		}
-	})
-	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
-		env.KubectlT(t, c, "", "create", "namespace", ns)
-	}
+	memberNamespace(t, ns, "derived-web")
 	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: web, namespace: %[1]s}
