@@ -33,7 +33,7 @@ mkdir -p _output
 go test -tags e2e -p 1 -count=1 -timeout "${TEST_TIMEOUT:-40m}" -run "${TEST_RUN:-.}" -v ./test/... ./plugin/... 2>&1 |
   tee _output/test-e2e.log | { grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' || true; }
 
-step "clusterset lifecycle: down, up, status, Karmada MCS switched on, down; nothing left behind"
+step "clusterset lifecycle: down, up, status, Karmada MCS switched on, down, up refused on a taken port; nothing left behind"
 source hack/versions.sh
 left() { pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller)" || true; }
 hack/clusterset.sh down
@@ -51,4 +51,13 @@ cm_after=$(cat $pids/karmada-controller-manager.pid)
 hack/clusterset.sh status >/dev/null
 hack/clusterset.sh down
 [ -z "$(left)" ] || { echo "processes left after the second down: $(left)"; exit 1; }
+# A port taken by someone else: up refuses and says which.
+port=$((${CMCS_PORT_BASE:-31000} + 1))
+socat TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr /dev/null & squatter=$!
+sleep 0.5
+if out=$(hack/clusterset.sh up 2>&1); then kill $squatter; echo "up succeeded with port $port taken"; exit 1; fi
+kill $squatter
+echo "$out" | grep -q "port 127.0.0.1:$port (for etcd) is taken" || { echo "up failed without naming the taken port: $out"; exit 1; }
+hack/clusterset.sh down >/dev/null
+[ -z "$(left)" ] || { echo "processes left after the refused up: $(left)"; exit 1; }
 echo "ok: no process left"
