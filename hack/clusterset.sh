@@ -4,12 +4,14 @@
 # processes on 127.0.0.1. One implementation, used by `make up/down/status`, the Go test helper
 # (test/clusterset), the demo and the benchmarks.
 #
-# Usage: hack/clusterset.sh up|down|status|env|stop NAME...
+# Usage: hack/clusterset.sh up|down|status|env|stop NAME...|dns MEMBER [BINARY]
 #
 # Environment:
 #   CMCS_PORT_BASE      first port of the block of ~40 ports used on 127.0.0.1 (default 31000)
 #   CMCS_KARMADA_MCS    on|off: run Karmada's built-in MCS controllers (default off: ours replaces them)
 #   CMCS_MCS_CRDS       karmada|mcs-api: the MCS CRDs on the Karmada control plane (see bootstrap_karmada)
+#   CMCS_DATAPATH       auto|on|off: pods that really run, kube-proxy and cluster DNS in network
+#                       namespaces (see "data path" below; auto = on when root with ip/iptables/socat)
 #   CMCS_CLUSTERSET_DIR state directory (default _output/clusterset in the repository)
 #   CMCS_CACHE          where hack/build-deps.sh keeps the binaries (default ~/.cache/coredns-mcs)
 set -euo pipefail
@@ -21,6 +23,7 @@ DIR=${CMCS_CLUSTERSET_DIR:-$repo/_output/clusterset}
 P=${CMCS_PORT_BASE:-31000}
 KARMADA_MCS=${CMCS_KARMADA_MCS:-off}
 MCS_CRDS=${CMCS_MCS_CRDS:-karmada}
+DATAPATH=${CMCS_DATAPATH:-auto}
 MEMBERS=(member1 member2)
 
 ETCD_BIN=$CMCS_CACHE/etcd-$ETCD_VERSION/etcd
@@ -43,6 +46,10 @@ declare -A KWOK_PORT=([member1]=$((P + 35)) [member2]=$((P + 36)))
 declare -A POD_CIDR=([member1]=10.10.0.0/16 [member2]=10.12.0.0/16)
 declare -A SVC_CIDR=([karmada]=10.96.0.0/16 [member1]=10.11.0.0/16 [member2]=10.13.0.0/16)
 declare -A NODE_IP=([member1]=172.30.1.1 [member2]=172.30.2.1)
+declare -A DNS_IP=([member1]=10.11.0.10 [member2]=10.13.0.10)
+# Network namespaces: the node of member M is $NETNS-M, its pods $NETNS-M-<uid>.
+NETNS=cmcs$P
+BIN=$repo/_output/bin
 
 PKI=$DIR/pki LOGS=$DIR/logs PIDS=$DIR/pids KCFG=$DIR/kubeconfig
 
@@ -496,6 +503,131 @@ healthy() { curl -skf --max-time 2 "$1" >/dev/null; }
 apiserver_ready() { kc "$1" get --raw /readyz >/dev/null 2>&1; }
 
 # ---------------------------------------------------------------------------------------------------
+# data path: traffic between the members' pods, as in the seed ("connected container networks").
+#
+#   host netns: apiservers, kwok, nodeagent-M (one per member)      — nothing of the below lives here
+#   $NETNS-M   (member M's node): kube-proxy-M (iptables), cluster DNS, veth "peer" to the other node
+#              (NODE_IP/16), routes to the other member's pod CIDR; the host's 127.0.0.1:<apiserver>
+#              is forwarded in through a unix socket (socat), so in-namespace processes use the same
+#              kubeconfigs
+#   $NETNS-M-<uid> (a pod): eth0 with the pod IP kwok assigned, default route via the node;
+#              resolv.conf -> the member's kube-dns ClusterIP; serve/request run here (nodeagent)
+# Service CIDRs are not routed between members: a ClusterIP works only where kube-proxy programs it.
+
+datapath_enabled() {
+  case $DATAPATH in
+    off) return 1 ;;
+    on) return 0 ;;
+    auto) [ "$(id -u)" = 0 ] && command -v ip >/dev/null && command -v iptables >/dev/null && command -v socat >/dev/null ;;
+    *) die "CMCS_DATAPATH must be auto, on or off, not $DATAPATH" ;;
+  esac
+}
+
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+has_netns() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+
+datapath_up() {
+  if ! datapath_enabled; then
+    log "data path off (CMCS_DATAPATH=$DATAPATH; needs root, ip, iptables, socat): objects only, no traffic"
+    return 0
+  fi
+  local c b
+  for b in ip iptables socat; do command -v $b >/dev/null || die "CMCS_DATAPATH=on needs $b (hack/install-packages.sh)"; done
+  [ -x "$KUBE_DIR/kube-proxy" ] || die "missing $KUBE_DIR/kube-proxy (hack/build-deps.sh kube)"
+  log "data path: building the node agent and the seed's serve/request stand-ins"
+  (cd "$repo" && go build -trimpath -o "$BIN/" ./test/cmd/nodeagent ./test/cmd/serve ./test/cmd/request) ||
+    die "go build ./test/cmd/... failed"
+  mkdir -p "$DIR/net"
+  for c in "${MEMBERS[@]}"; do
+    local ns=$NETNS-$c
+    if ! has_netns "$ns"; then
+      ip netns add "$ns"
+      ip -n "$ns" link set lo up
+      in_ns "$ns" sysctl -qw net.ipv4.ip_forward=1
+    fi
+  done
+  local n1=$NETNS-member1 n2=$NETNS-member2
+  if ! ip -n "$n1" link show peer >/dev/null 2>&1; then
+    ip -n "$n1" link add peer type veth peer name peer netns "$n2"
+    ip -n "$n1" addr add "${NODE_IP[member1]}/16" dev peer
+    ip -n "$n2" addr add "${NODE_IP[member2]}/16" dev peer
+    ip -n "$n1" link set peer up
+    ip -n "$n2" link set peer up
+    ip -n "$n1" route replace "${POD_CIDR[member2]}" via "${NODE_IP[member2]}"
+    ip -n "$n2" route replace "${POD_CIDR[member1]}" via "${NODE_IP[member1]}"
+  fi
+  for c in "${MEMBERS[@]}"; do
+    local ns=$NETNS-$c port=${APISERVER_PORT[$c]} sock=$DIR/net/$c-apiserver.sock
+    start "apiserver-forward-$c" -- socat "UNIX-LISTEN:$sock,fork,unlink-early" "TCP:127.0.0.1:$port"
+    start "apiserver-forward-in-$c" -- ip netns exec "$ns" socat "TCP-LISTEN:$port,bind=127.0.0.1,fork,reuseaddr" "UNIX-CONNECT:$sock"
+    start "kube-proxy-$c" -- ip netns exec "$ns" "$KUBE_DIR/kube-proxy" --kubeconfig "$KCFG/$c.config" \
+      --hostname-override "$c-control-plane" --proxy-mode iptables --conntrack-max-per-core 0 \
+      --cluster-cidr "${POD_CIDR[$c]}" --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256
+    start "nodeagent-$c" -- "$BIN/nodeagent" --kubeconfig "$KCFG/$c.config" --node "$c-control-plane" --member "$c" \
+      --prefix "$NETNS" --node-netns "$ns" --state-dir "$DIR/pods/$c" --bin-dir "$BIN" --cluster-dns "${DNS_IP[$c]}"
+    # kube-dns: the member's cluster DNS Service. Its endpoint is the node (host network, like a
+    # hostNetwork DNS pod); `hack/clusterset.sh dns MEMBER` runs coredns-mcs there.
+    cat <<YAML | apply "$c" -f -
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns, kubernetes.io/name: CoreDNS}
+spec:
+  clusterIP: ${DNS_IP[$c]}
+  ports:
+    - {name: dns, port: 53, protocol: UDP}
+    - {name: dns-tcp, port: 53, protocol: TCP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-node
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns, endpointslice.kubernetes.io/managed-by: clusterset.coredns-mcs.io}
+addressType: IPv4
+endpoints:
+  - addresses: ["${NODE_IP[$c]}"]
+    conditions: {ready: true}
+    nodeName: $c-control-plane
+ports:
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, protocol: TCP}
+YAML
+  done
+  for c in "${MEMBERS[@]}"; do
+    wait_for "kube-proxy in $NETNS-$c" 60 in_ns "$NETNS-$c" curl -sf http://127.0.0.1:10256/healthz
+  done
+  log "data path: nodes $NETNS-member1 (${NODE_IP[member1]}) <-> $NETNS-member2 (${NODE_IP[member2]}), kube-proxy + node agent per member"
+}
+
+# datapath_down: every namespace of this clusterset, and what runs in it (processes started by
+# `start` are stopped by pid before this).
+datapath_down() {
+  command -v ip >/dev/null || return 0
+  local ns p
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NETNS-member[0-9]+(-|\$)" | sort -r); do
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    ip netns del "$ns" 2>/dev/null || true
+    rm -rf "/etc/netns/$ns"
+  done
+}
+
+# cluster_dns MEMBER [BINARY]: coredns-mcs (or BINARY) with corefile.example as MEMBER's cluster DNS,
+# on port 53 of the member's node namespace (the kube-dns Service's endpoint).
+cluster_dns() {
+  local c=${1:?member} bin=${2:-$BIN/coredns-mcs}
+  datapath_enabled || die "the data path is off (CMCS_DATAPATH=$DATAPATH)"
+  has_netns "$NETNS-$c" || die "no node namespace $NETNS-$c: run 'hack/clusterset.sh up' first"
+  [ -x "$bin" ] || die "missing $bin (make build)"
+  "$here/member-corefile.sh" "$KCFG/$c.config" "$c" 53 8080 8181 9153 5300 >"$DIR/net/Corefile.$c"
+  start "cluster-dns-$c" -- ip netns exec "$NETNS-$c" "$bin" -conf "$DIR/net/Corefile.$c"
+  wait_for "cluster DNS of $c ready" 60 in_ns "$NETNS-$c" curl -sf http://127.0.0.1:8181/ready
+  log "cluster DNS of $c: $bin on ${NODE_IP[$c]}:53 behind kube-dns ${DNS_IP[$c]} (Corefile $DIR/net/Corefile.$c)"
+}
+
+# ---------------------------------------------------------------------------------------------------
 # commands
 
 check_binaries() {
@@ -553,6 +685,7 @@ cmd_up() {
     wait_for "node $c-control-plane Ready (kwok)" 60 node_ready "$c"
     wait_for "Cluster $c Ready in Karmada" 90 cluster_ready "$c"
   done
+  datapath_up
   write_public_kubeconfigs
   log "up in $(($(date +%s) - t0))s"
   cmd_status
@@ -577,7 +710,7 @@ cmd_down() {
     n=$(basename "$n" .pid)
     case " ${ALL[*]} " in *" $n "*) ;; *) stop "$n" ;; esac
   done
-  [ -x "$here/netns.sh" ] && "$here/netns.sh" down || true
+  datapath_down
   for n in "${ALL[@]}"; do stop "$n"; done
   # State goes with the processes; logs are kept (previous run in logs.prev) for post-mortems.
   if [ -d "$DIR" ]; then
@@ -622,6 +755,11 @@ CMCS_MEMBER2_SERVICE_CIDR=${SVC_CIDR[member2]}
 CMCS_KARMADA_MCS=$KARMADA_MCS
 CMCS_MCS_CRDS=$MCS_CRDS
 CMCS_MCS_CRDS_DIR=$(mcs_crds_dir)
+CMCS_DATAPATH=$(datapath_enabled && echo on || echo off)
+CMCS_NETNS=$NETNS
+CMCS_MEMBER1_DNS_IP=${DNS_IP[member1]}
+CMCS_MEMBER2_DNS_IP=${DNS_IP[member2]}
+CMCS_PODS_DIR=$DIR/pods
 EOF
 }
 
@@ -635,7 +773,8 @@ case ${1:-} in
       case " ${ALL[*]} " in *" $n "*) stop "$n" ;; *) die "unknown process $n (one of: ${ALL[*]})" ;; esac
     done ;;
   down) cmd_down ;;
+  dns) shift; cluster_dns "$@" ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env|stop NAME..." >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|stop NAME...|dns MEMBER [BINARY]" >&2; exit 2 ;;
 esac
