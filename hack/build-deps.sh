@@ -75,9 +75,15 @@ build_kwok() {
   local out=$CMCS_CACHE/kwok-$KWOK_VERSION src=$CMCS_CACHE/src/kwok-$KWOK_VERSION
   wrapper "$src" sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
   (cd "$src" && go mod tidy && go build -trimpath -ldflags '-s -w' -o "$out/kwok" sigs.k8s.io/kwok/cmd/kwok)
-  local moddir
-  moddir=$(cd "$src" && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  assets_kwok
+}
+
+# assets_kwok: the stages kwok plays and the CRDs of what it simulates (Logs: `kubectl logs`).
+assets_kwok() {
+  local out=$CMCS_CACHE/kwok-$KWOK_VERSION src=$CMCS_CACHE/src/kwok-$KWOK_VERSION moddir
+  moddir=$(cd "$src" && go mod download sigs.k8s.io/kwok && go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
   rm -rf "$out/stage" && cp -r "$moddir/kustomize/stage" "$out/stage" && chmod -R u+w "$out/stage"
+  mkdir -p "$out/crds" && cp "$moddir/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml" "$out/crds/" && chmod -R u+w "$out/crds"
 }
 
 build_coredns() {
@@ -98,7 +104,12 @@ components=("$@")
 for c in "${components[@]}"; do
   v=$(version_of "$c")
   dir=$CMCS_CACHE/$c-$v
-  if [ -f "$dir/.done" ]; then log "$c $v: cached in $dir"; continue; fi
+  if [ -f "$dir/.done" ]; then
+    # Files added to a component after it was built are copied without rebuilding it.
+    [ "$c" = kwok ] && [ ! -d "$dir/crds" ] && assets_kwok
+    log "$c $v: cached in $dir"
+    continue
+  fi
   log "$c $v: building (first build of everything takes ~35 min on 2 cores with empty Go caches)"
   start=$(date +%s)
   rm -rf "$dir"

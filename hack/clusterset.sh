@@ -4,7 +4,7 @@
 # processes on 127.0.0.1. One implementation, used by `make up/down/status`, the Go test helper
 # (test/clusterset), the demo and the benchmarks.
 #
-# Usage: hack/clusterset.sh up|down|status|env|stop NAME...|dns MEMBER [BINARY]
+# Usage: hack/clusterset.sh up|down|status|env|stop NAME...|dns MEMBER [BINARY]|netns MEMBER NS/POD
 #
 # Environment:
 #   CMCS_PORT_BASE      first port of the block of ~40 ports used on 127.0.0.1 (default 31000)
@@ -170,6 +170,7 @@ make_pki() {
   cert karmada-aggregated-apiserver karmada-aggregated-apiserver "" \
     "DNS:karmada-aggregated-apiserver.karmada-system.svc,DNS:localhost,IP:127.0.0.1" server
   cert karmada-webhook karmada-webhook "" "DNS:localhost,IP:127.0.0.1" server
+  cert kwok kwok "" "DNS:localhost,IP:127.0.0.1" server
   mkdir -p "$PKI/webhook"
   cp "$PKI/karmada-webhook.crt" "$PKI/webhook/tls.crt"
   cp "$PKI/karmada-webhook.key" "$PKI/webhook/tls.key"
@@ -221,7 +222,7 @@ start_apiserver() {
   if [ "$c" = karmada ]; then
     extra=(--authorization-mode RBAC --disable-admission-plugins StorageObjectInUseProtection,ServiceAccount)
   else
-    extra=(--authorization-mode RBAC)
+    extra=(--authorization-mode RBAC --kubelet-preferred-address-types InternalDNS,InternalIP,Hostname)
   fi
   start "apiserver-$c" "${APISERVER_PORT[$c]}" -- "$KUBE_DIR/kube-apiserver" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "${APISERVER_PORT[$c]}" \
@@ -308,6 +309,10 @@ options:
   manageAllNodes: false
   manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
   serverAddress: 127.0.0.1:${KWOK_PORT[$c]}
+  nodePort: ${KWOK_PORT[$c]}
+  tlsCertFile: $PKI/kwok.crt
+  tlsPrivateKeyFile: $PKI/kwok.key
+  enableCRDs: [Logs]
   enableDebuggingHandlers: true
   enableContentionProfiling: false
   enableProfilingHandler: false
@@ -320,7 +325,13 @@ options:
   enablePodsOnNodeSyncStreamWatch: false
 EOF
   local f
-  for f in "$s/node/fast/node-initialize.yaml" "$s/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
+  # The node's kubelet (kwok's server, which serves `kubectl logs` from the Logs objects the node
+  # agent writes) is reached by the member's apiserver at the node's InternalDNS name, localhost:
+  # the InternalIP lives in the node's network namespace, which the host cannot reach.
+  echo "---"
+  grep -v '^---' "$s/node/fast/node-initialize.yaml" |
+    sed 's/^        type: InternalIP$/        type: InternalIP\n      - address: localhost\n        type: InternalDNS/'
+  for f in "$s/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
     "$s/pod/fast/pod-ready.yaml" "$s/pod/fast/pod-complete.yaml" "$s/pod/fast/pod-delete.yaml"; do
     echo "---"
     grep -v '^---' "$f"
@@ -334,6 +345,8 @@ start_member() {
     --kubeconfig "$KCFG/$c.config" --authentication-kubeconfig "$KCFG/$c.config" --authorization-kubeconfig "$KCFG/$c.config" \
     --bind-address 127.0.0.1 --secure-port "${SCHED_PORT[$c]}" --leader-elect=false
   kwok_config "$c" >"$DIR/kwok-$c.yaml"
+  apply "$c" -f "$KWOK_DIR/crds"
+  wait_for "kwok's Logs CRD in $c" 30 kc "$c" get logs.kwok.x-k8s.io -A
   start "kwok-$c" "${KWOK_PORT[$c]}" -- "$KWOK_DIR/kwok" --kubeconfig "$KCFG/$c.config" --config "$DIR/kwok-$c.yaml"
 }
 
@@ -770,11 +783,20 @@ case ${1:-} in
     # `up` starts whatever is missing again.
     shift
     for n in "$@"; do
-      case " ${ALL[*]} " in *" $n "*) stop "$n" ;; *) die "unknown process $n (one of: ${ALL[*]})" ;; esac
+      if [ -f "$PIDS/$n.pid" ]; then stop "$n"; else
+        case " ${ALL[*]} " in *" $n "*) ;; *) die "unknown process $n (one of: ${ALL[*]} or a name in $PIDS)" ;; esac
+      fi
     done ;;
   down) cmd_down ;;
   dns) shift; cluster_dns "$@" ;;
+  netns)
+    # netns MEMBER NAMESPACE/POD: the network namespace the node agent made for a pod.
+    [ $# -eq 3 ] || { echo "usage: $0 netns MEMBER NAMESPACE/POD" >&2; exit 2; }
+    uid=$(kc "$2" -n "${3%%/*}" get pod "${3#*/}" -o jsonpath='{.metadata.uid}') || exit 1
+    f="$DIR/pods/$2/${3%%/*}_${3#*/}_$uid/netns"
+    [ -f "$f" ] || die "pod $3 in $2 has no network namespace (yet): is the data path on and the pod Running?"
+    cat "$f" ;;
   status) cmd_status ;;
   env) cmd_env ;;
-  *) echo "usage: $0 up|down|status|env|stop NAME...|dns MEMBER [BINARY]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|stop NAME...|dns MEMBER [BINARY]|netns MEMBER NS/POD" >&2; exit 2 ;;
 esac

@@ -11,6 +11,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
@@ -224,12 +225,17 @@ func (a *agent) create(ctx context.Context, pod *corev1.Pod) (*sandbox, error) {
 	for _, c := range pod.Spec.Containers {
 		logFile := filepath.Join(sb.dir, c.Name+".log")
 		logs = append(logs, map[string]any{"containers": []any{c.Name}, "logsFile": logFile, "follow": true})
+		exitFile := filepath.Join(sb.dir, c.Name+".exit")
+		if _, err := os.Stat(exitFile); err == nil && pod.Spec.RestartPolicy != corev1.RestartPolicyAlways {
+			continue // ran to completion before this agent restarted; restartPolicy says not again
+		}
 		prog, ok := images[repository(c.Image)]
 		if !ok {
-			_ = os.WriteFile(logFile, []byte(fmt.Sprintf("image %s is not run by the local clusterset; the pod has a network namespace only\n", c.Image)), 0o644)
+			_ = os.WriteFile(logFile, []byte(fmt.Sprintf("%s stderr F image %s is not run by the local clusterset; the pod has a network namespace only\n",
+				time.Now().UTC().Format(time.RFC3339Nano), c.Image)), 0o644)
 			continue
 		}
-		if err := a.start(sb, pod, c, filepath.Join(a.opt.binDir, prog), logFile); err != nil {
+		if err := a.start(sb, pod, c, filepath.Join(a.opt.binDir, prog), logFile, exitFile); err != nil {
 			return sb, fmt.Errorf("container %s: %v", c.Name, err)
 		}
 	}
@@ -253,7 +259,7 @@ func repository(image string) string {
 	return image
 }
 
-func (a *agent) start(sb *sandbox, pod *corev1.Pod, c corev1.Container, prog, logFile string) error {
+func (a *agent) start(sb *sandbox, pod *corev1.Pod, c corev1.Container, prog, logFile, exitFile string) error {
 	out, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -268,7 +274,9 @@ func (a *agent) start(sb *sandbox, pod *corev1.Pod, c corev1.Container, prog, lo
 	}
 	cmd := exec.Command("ip", append([]string{"netns", "exec", sb.netns, prog}, c.Args...)...)
 	cmd.Env = env
-	cmd.Stdout, cmd.Stderr = out, out
+	l := &criLog{f: out}
+	stdout, stderr := &criStream{log: l, name: "stdout"}, &criStream{log: l, name: "stderr"}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		out.Close()
@@ -277,7 +285,12 @@ func (a *agent) start(sb *sandbox, pod *corev1.Pod, c corev1.Container, prog, lo
 	done := make(chan struct{})
 	go func() {
 		err := cmd.Wait()
+		stdout.flush()
+		stderr.flush()
 		out.Close()
+		if cmd.ProcessState != nil && cmd.ProcessState.Exited() { // not when killed by teardown
+			_ = os.WriteFile(exitFile, []byte(fmt.Sprintf("%d\n", cmd.ProcessState.ExitCode())), 0o644)
+		}
 		klog.Infof("pod %s/%s container %s exited: %v", pod.Namespace, pod.Name, c.Name, exitText(err))
 		close(done)
 	}()
@@ -404,4 +417,42 @@ func (a *agent) removeStale() {
 			removeNetns(f[0])
 		}
 	}
+}
+
+// criLog writes a container's output in the CRI log format kubelets write and kwok serves to
+// `kubectl logs`: "<RFC3339Nano time> <stdout|stderr> F <line>".
+type criLog struct {
+	mu sync.Mutex
+	f  *os.File
+}
+
+type criStream struct {
+	log  *criLog
+	name string
+	buf  []byte
+}
+
+func (s *criStream) Write(p []byte) (int, error) {
+	s.buf = append(s.buf, p...)
+	for {
+		i := bytes.IndexByte(s.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		s.line(s.buf[:i])
+		s.buf = s.buf[i+1:]
+	}
+}
+
+func (s *criStream) flush() {
+	if len(s.buf) > 0 {
+		s.line(s.buf)
+		s.buf = nil
+	}
+}
+
+func (s *criStream) line(b []byte) {
+	s.log.mu.Lock()
+	defer s.log.mu.Unlock()
+	fmt.Fprintf(s.log.f, "%s %s F %s\n", time.Now().UTC().Format(time.RFC3339Nano), s.name, b)
 }
