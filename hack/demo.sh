@@ -33,16 +33,20 @@ if ! running mcs-controller; then
     --health-probe-bind-address "127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 41))" >>"$LOGS/mcs-controller.log" 2>&1 </dev/null &
   echo $! >"$PIDS/mcs-controller.pid"
 fi
-if ! running coredns-mcs-member2; then
+# member2's cluster DNS: coredns-mcs with corefile.example behind the kube-dns Service, in member2's
+# node network namespace (data path on); without a data path, on a loopback port of this machine.
+if [ "$CMCS_DATAPATH" = on ]; then
+  hack/clusterset.sh dns member2 >/dev/null
+elif ! running coredns-mcs-member2; then
   B=${CMCS_PORT_BASE:-31000}
   hack/member-corefile.sh "$CMCS_MEMBERS_KUBECONFIG" member2 "$DNS_PORT" $((B + 42)) $((B + 43)) $((B + 44)) $((B + 45)) \
     >"$DIR/Corefile.member2"
   setsid _output/bin/coredns-mcs -conf "$DIR/Corefile.member2" >>"$LOGS/coredns-mcs-member2.log" 2>&1 </dev/null &
   echo $! >"$PIDS/coredns-mcs-member2.pid"
+  for i in $(seq 1 60); do curl -sf "http://127.0.0.1:$((B + 43))/ready" >/dev/null && break; sleep 0.5; done
 fi
 for i in $(seq 1 60); do
-  curl -sf "http://127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 43))/ready" >/dev/null &&
-    curl -sf "http://127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 41))/readyz" >/dev/null && break
+  curl -sf "http://127.0.0.1:$((${CMCS_PORT_BASE:-31000} + 41))/readyz" >/dev/null && break
   sleep 0.5
 done
 
@@ -68,16 +72,42 @@ for i in $(seq 1 120); do
 done
 
 say "Step 3: member2 has derived-serve, with member1's pod behind it"
-run km member2 get svc derived-serve
+run km member2 get svc
 run km member2 get endpointslices -l kubernetes.io/service-name=derived-serve
 run km member1 get pods -l app=serve -o wide
 
 say "The ServiceExport's status, on the Karmada control plane"
 run ka get serviceexports.v1alpha1.multicluster.x-k8s.io serve -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
 
-say "And by DNS: coredns-mcs in member2 (corefile.example) answers the clusterset name"
-run dig @127.0.0.1 -p "$DNS_PORT" +noall +answer serve.default.svc.clusterset.local
-run dig @127.0.0.1 -p "$DNS_PORT" +noall +answer SRV serve.default.svc.clusterset.local
+# request POD ADDRESS: the seed's request pod in member2 for 3 s, then its output.
+request() {
+  km member2 delete pod "$1" --ignore-not-found --wait >/dev/null
+  run km member2 run "$1" --restart=Never --image=jeremyot/request:0a40de8 -- --duration=3s "--address=$2"
+  for i in $(seq 1 20); do
+    [ "$(km member2 logs "$1" 2>/dev/null | wc -l)" -ge 3 ] && break
+    sleep 0.5
+  done
+  run km member2 logs "$1"
+}
+
+if [ "$CMCS_DATAPATH" = on ]; then
+  cip=$(km member2 get svc derived-serve -o jsonpath='{.spec.clusterIP}')
+  say "A pod in member2 requests the ClusterIP of derived-serve; member1's pod answers (the seed's step 3)"
+  request request "$cip"
+  say "And by DNS: the same pod program, given the clusterset name (resolved by coredns-mcs behind kube-dns)"
+  request request-dns serve.default.svc.clusterset.local
+  say "dig from inside that member2 pod's network namespace, through the kube-dns ClusterIP"
+  ns=$(hack/clusterset.sh netns member2 default/request-dns)
+  run ip netns exec "$ns" dig +noall +answer serve.default.svc.clusterset.local
+  run ip netns exec "$ns" dig +noall +answer SRV serve.default.svc.clusterset.local
+  DIG="ip netns exec \$(hack/clusterset.sh netns member2 default/request-dns) dig"
+else
+  say "And by DNS: coredns-mcs for member2 (corefile.example) answers the clusterset name"
+  echo "(no data path: CMCS_DATAPATH=off or not root, so no pods run and no traffic is shown)"
+  run dig @127.0.0.1 -p "$DNS_PORT" +noall +answer serve.default.svc.clusterset.local
+  run dig @127.0.0.1 -p "$DNS_PORT" +noall +answer SRV serve.default.svc.clusterset.local
+  DIG="dig @127.0.0.1 -p $DNS_PORT"
+fi
 
 cat <<EOM
 
@@ -86,7 +116,9 @@ Poke at it:
   alias kubectl=$CMCS_KUBECTL
   kubectl --context karmada-apiserver -n default scale deployment serve --replicas=3
   kubectl --context member2 get endpointslices -l kubernetes.io/service-name=derived-serve
-  dig @127.0.0.1 -p $DNS_PORT serve.default.svc.clusterset.local
-Logs of every process: $LOGS/ (mcs-controller.log, coredns-mcs-member2.log, …)
+  kubectl --context member2 run req --restart=Never --image=jeremyot/request:0a40de8 -- --duration=10s --address=serve.default.svc.clusterset.local
+  kubectl --context member2 logs -f req
+  $DIG serve.default.svc.clusterset.local
+Logs of every process: $LOGS/ (mcs-controller.log, cluster-dns-member2.log, kube-proxy-member2.log, nodeagent-*.log, …)
 Stop everything:       make down
 EOM
