@@ -25,6 +25,15 @@ CGO_ENABLED=1 go test -race -count=1 ./...
 trap 'hack/clusterset.sh down >/dev/null 2>&1 || true' EXIT
 step "local clusterset (from nothing)"
 hack/clusterset.sh down >/dev/null
+# The host's own network, as the clusterset must leave it (compared after the last down).
+host_net() {
+  ip -o addr show
+  ip route show table all
+  ip -6 route show table all
+  if command -v iptables-save >/dev/null; then iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'; fi
+}
+mkdir -p _output
+host_net >_output/host-net.before
 hack/clusterset.sh up
 
 step "tests on the local clusterset (-tags e2e)"
@@ -35,9 +44,13 @@ go test -tags e2e -p 1 -count=1 -timeout "${TEST_TIMEOUT:-40m}" -run "${TEST_RUN
 
 step "clusterset lifecycle: down, up, status, Karmada MCS switched on, down, up refused on a taken port; nothing left behind"
 source hack/versions.sh
-left() { pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller)" || true; }
+left() {
+  pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller|nodeagent|serve|request)|_output/clusterset/net/" || true
+  ip netns list 2>/dev/null | grep "^cmcs${CMCS_PORT_BASE:-31000}-" || true
+  ls -d /etc/netns/cmcs"${CMCS_PORT_BASE:-31000}"-* 2>/dev/null || true
+}
 hack/clusterset.sh down
-[ -z "$(left)" ] || { echo "processes left after down: $(left)"; exit 1; }
+[ -z "$(left)" ] || { echo "processes or namespaces left after down: $(left)"; exit 1; }
 hack/clusterset.sh up >/dev/null
 hack/clusterset.sh status >/dev/null
 # Karmada's built-in MCS controllers switched on: only karmada-controller-manager restarts.
@@ -60,4 +73,6 @@ kill $squatter
 echo "$out" | grep -q "port 127.0.0.1:$port (for etcd) is taken" || { echo "up failed without naming the taken port: $out"; exit 1; }
 hack/clusterset.sh down >/dev/null
 [ -z "$(left)" ] || { echo "processes left after the refused up: $(left)"; exit 1; }
-echo "ok: no process left"
+host_net >_output/host-net.after
+diff -u _output/host-net.before _output/host-net.after || { echo "the host's network changed (addresses, routes or iptables)"; exit 1; }
+echo "ok: no process, network namespace or host network change left"

@@ -189,9 +189,18 @@ type DigResult struct {
 // Dig runs the real dig (bind9-dnsutils) against server for name and qtype.
 func Dig(t testing.TB, server, name, qtype string, extra ...string) DigResult {
 	t.Helper()
+	return DigIn(t, "", server, name, qtype, extra...)
+}
+
+// DigIn is Dig run inside network namespace netns (the host's when empty).
+func DigIn(t testing.TB, netns, server, name, qtype string, extra ...string) DigResult {
+	t.Helper()
 	host, port, _ := net.SplitHostPort(server)
-	args := append([]string{"@" + host, "-p", port, "+tries=1", "+time=2", "+nocmd", "+noall", "+answer", "+comments", name, qtype}, extra...)
-	out, err := exec.Command("dig", args...).CombinedOutput()
+	args := append([]string{"dig", "@" + host, "-p", port, "+tries=1", "+time=2", "+nocmd", "+noall", "+answer", "+comments", name, qtype}, extra...)
+	if netns != "" {
+		args = append([]string{"ip", "netns", "exec", netns}, args...)
+	}
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	res := DigResult{Raw: string(out)}
 	if err != nil {
 		res.Status = "ERROR: " + err.Error()
