@@ -30,7 +30,7 @@ host_net() {
   ip -o addr show
   ip route show table all
   ip -6 route show table all
-  if command -v iptables-save >/dev/null; then iptables-save | grep -v '^#' | sed 's/\[[0-9]*:[0-9]*\]//'; fi
+  if command -v iptables-save >/dev/null; then iptables-save | { grep -v '^#' || true; } | sed 's/\[[0-9]*:[0-9]*\]//'; fi
 }
 mkdir -p _output
 host_net >_output/host-net.before
