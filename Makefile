@@ -43,6 +43,14 @@ vet: ## Run go vet.
 test-unit: ## Run unit tests only (no clusterset needed).
 	CGO_ENABLED=1 go test -race -count=1 $$(go list ./... | grep -v /test/)
 
+.PHONY: bench
+bench: deps build ## Benchmarks against stock CoreDNS and Karmada's built-in MCS (~25 min): _output/bench/results.md.
+	hack/bench.sh full
+
+.PHONY: bench-smoke
+bench-smoke: deps build ## The benchmarks at tiny sizes (~3 min; CI runs it so the instrument does not rot).
+	hack/bench.sh smoke
+
 .PHONY: bench-plugin
 bench-plugin: ## Run the DNS plugin hot-path benchmarks (go test -bench, -benchmem).
 	go test -run '^$$' -bench . -benchmem ./plugin/multicluster/...

@@ -92,6 +92,11 @@ request() {
 
 if [ "$CMCS_DATAPATH" = on ]; then
   cip=$(km member2 get svc derived-serve -o jsonpath='{.spec.clusterIP}')
+  # kube-proxy in member2's node programs the ClusterIP within about a second of the slice.
+  for i in $(seq 1 60); do
+    ip netns exec "$CMCS_NETNS-member2" iptables-save -t nat | grep -q -- "-d $cip/32 .*-j KUBE-SVC-" && break
+    sleep 0.25
+  done
   say "A pod in member2 requests the ClusterIP of derived-serve; member1's pod answers (the seed's step 3)"
   request request "$cip"
   say "And by DNS: the same pod program, given the clusterset name (resolved by coredns-mcs behind kube-dns)"

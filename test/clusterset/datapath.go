@@ -151,3 +151,23 @@ func (e *Env) PodExited(member string, pod *corev1.Pod) error {
 	}
 	return nil
 }
+
+// WaitProgrammed waits until kube-proxy in member's node has programmed clusterIP with endpoints
+// (a KUBE-SVC chain behind it): before that, a pod's connection to it goes to the node, which has
+// no route for Service CIDRs, and fails with "network is unreachable".
+func (e *Env) WaitProgrammed(t testing.TB, member, clusterIP string) {
+	t.Helper()
+	node := e.Vars["CMCS_NETNS"] + "-" + member
+	Eventually(t, 30*time.Second, "kube-proxy in "+node+" programs "+clusterIP, func() error {
+		out, err := InNetns(node, "iptables-save", "-t", "nat")
+		if err != nil {
+			return fmt.Errorf("iptables-save: %v: %s", err, out)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "-d "+clusterIP+"/32") && strings.Contains(l, "-j KUBE-SVC-") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no KUBE-SVC rule for %s yet", clusterIP)
+	})
+}

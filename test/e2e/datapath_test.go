@@ -105,6 +105,7 @@ func TestSeedTraffic(t *testing.T) {
 		}
 	}
 
+	env.WaitProgrammed(t, clusterset.Member2, cip)
 	// The seed's step 3, literally: 3 s against the ClusterIP, at least 2 lines.
 	got := hellos(t, "request", cip, "--duration=3s")
 	if len(got) < 2 {

@@ -207,6 +207,11 @@ func (a *agent) create(ctx context.Context, pod *corev1.Pod) (*sandbox, error) {
 			return sb, fmt.Errorf("ip %s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
 		}
 	}
+	// A veth's carrier comes up asynchronously; until then the pod has no usable route and its
+	// first connection would fail with "network is unreachable".
+	if err := waitLinkUp(ctx, sb.netns); err != nil {
+		return sb, err
+	}
 	if err := os.WriteFile(filepath.Join(sb.dir, "netns"), []byte(sb.netns+"\n"), 0o644); err != nil {
 		return sb, err
 	}
@@ -242,6 +247,21 @@ func (a *agent) create(ctx context.Context, pod *corev1.Pod) (*sandbox, error) {
 	a.ensureLogs(ctx, pod, logs)
 	klog.Infof("pod %s/%s: %s in network namespace %s (%d process(es))", pod.Namespace, pod.Name, sb.ip, sb.netns, len(sb.procs))
 	return sb, nil
+}
+
+func waitLinkUp(ctx context.Context, netns string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		link, _ := exec.CommandContext(ctx, "ip", "-n", netns, "-o", "link", "show", "eth0").Output()
+		route, err := exec.CommandContext(ctx, "ip", "-n", netns, "route", "get", "10.255.255.254").CombinedOutput()
+		if strings.Contains(string(link), "state UP") && !strings.Contains(string(link), "NO-CARRIER") && err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("eth0 in %s not up with a default route after 10s: %s / %s", netns, strings.TrimSpace(string(link)), strings.TrimSpace(string(route)))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // repository strips the registry-less image reference to its repository: "jeremyot/serve:0a40de8" →

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# The benchmarks (`make bench`; `make bench-smoke` = tiny sizes, for CI): on a fresh local
+# clusterset, coredns-mcs vs stock CoreDNS (same version, in-tree multicluster) vs a template
+# ceiling under dnsperf, memory after sync, our controller vs Karmada's built-in MCS controllers,
+# and the plugin's hot path under go test -bench. Writes _output/bench/results.md and prints it.
+# Every figure: median of alternating runs with min–max; nothing is asserted.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH=/usr/local/go/bin:$PATH
+mode=${1:-full}
+source hack/versions.sh
+step() { printf '\n[bench %s] === %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+t_start=$(date +%s)
+
+hack/install-packages.sh
+hack/build-deps.sh
+hack/build-deps.sh coredns
+make build >/dev/null
+go build -trimpath -o _output/bin/ ./test/bench/mcsbench
+OUT=_output/bench
+rm -rf "$OUT" && mkdir -p "$OUT"
+
+case $mode in
+  full)
+    DNS_ARGS=(--imports 1000 --headless 100 --endpoints 100 --runs 5 --duration 8s --latency-duration 3s --mem-imports 10000 --mem-runs 5)
+    CONTROL_ARGS=(--services 50 --runs 5 --churn 4 --scale 1000 --scale-runs 1)
+    GOBENCH_ARGS=(-count 5 -benchtime 1s) ;;
+  smoke)
+    DNS_ARGS=(--imports 50 --headless 5 --endpoints 10 --runs 1 --duration 1s --latency-qps 500 --latency-duration 1s --mem-imports 200 --mem-runs 1)
+    CONTROL_ARGS=(--services 5 --runs 1 --churn 1 --scale 50 --scale-runs 1)
+    GOBENCH_ARGS=(-count 1 -benchtime 2000x) ;;
+  *) echo "usage: $0 [full|smoke]" >&2; exit 2 ;;
+esac
+
+step "a fresh local clusterset (CMCS_KARMADA_MCS=off; the benchmark switches it per run)"
+trap 'hack/clusterset.sh down >/dev/null 2>&1 || true' EXIT
+hack/clusterset.sh down >/dev/null
+CMCS_KARMADA_MCS=off hack/clusterset.sh up >/dev/null
+eval "$(hack/clusterset.sh env | sed 's/^/export /')"
+K=$CMCS_KUBECTL
+# The MCS CRDs (the v1alpha1 ones Karmada v1.16 watches) in both members, and Karmada seeing them.
+for m in member1 member2; do "$K" --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context $m apply -f "$CMCS_MCS_CRDS_DIR" >/dev/null; done
+for m in member1 member2; do
+  for i in $(seq 1 120); do
+    "$K" --kubeconfig "$CMCS_KARMADA_KUBECONFIG" get cluster $m -o jsonpath='{.status.apiEnablements}' | grep -q multicluster.x-k8s.io/v1alpha1 && break
+    sleep 0.5
+  done
+done
+P=${CMCS_PORT_BASE:-31000}
+
+step "DNS: coredns-mcs vs stock CoreDNS $COREDNS_VERSION vs template ceiling (dnsperf), memory after sync"
+_output/bin/mcsbench dns --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context member2 \
+  --ours _output/bin/coredns-mcs --stock "$CMCS_CACHE/coredns-$COREDNS_VERSION/coredns" \
+  --port-base $((P + 60)) --dir "$OUT" --out "$OUT/dns.md" "${DNS_ARGS[@]}"
+
+step "controllers: ours vs Karmada's built-in MCS (propagation, churn, scale)"
+_output/bin/mcsbench control --karmada-kubeconfig "$CMCS_KARMADA_KUBECONFIG" --members-kubeconfig "$CMCS_MEMBERS_KUBECONFIG" \
+  --controller _output/bin/mcs-controller --coredns _output/bin/coredns-mcs --clusterset hack/clusterset.sh \
+  --dns-port $((P + 63)) --dir "$OUT" --out "$OUT/control.md" "${CONTROL_ARGS[@]}"
+
+step "plugin hot path (go test -bench)"
+go test -run '^$' -bench . -benchmem "${GOBENCH_ARGS[@]}" ./plugin/multicluster/ >"$OUT/gobench.txt"
+{
+  echo "### Plugin hot path (go test -bench, in-process, both cores)"
+  echo
+  echo "| benchmark | ns/op median (min–max) | B/op | allocs/op |"
+  echo "|---|---|---|---|"
+  awk '/^Benchmark/ { n=$1; sub(/-[0-9]+$/, "", n); v[n]=v[n] " " $3; b[n]=$5; a[n]=$7; if (!(n in seen)) { seen[n]=1; order[++k]=n } }
+    END { for (i=1; i<=k; i++) { n=order[i]; m=split(substr(v[n],2), x, " "); asort(x);
+      med = (m%2) ? x[(m+1)/2] : (x[m/2]+x[m/2+1])/2;
+      printf "| %s | %.0f (%.0f–%.0f) | %s | %s |\n", n, med, x[1], x[m], b[n], a[n] } }' "$OUT/gobench.txt"
+  echo
+} >"$OUT/gobench.md"
+
+{
+  echo "# coredns-mcs benchmarks ($mode)"
+  echo
+  echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo ' (dirty)')"
+  echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
+  echo "- $(go version | cut -d' ' -f3); CoreDNS $COREDNS_VERSION (ours embeds it; stock built from the same module); Kubernetes $KUBE_VERSION; Karmada $KARMADA_VERSION; dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}')"
+  echo "- command: \`make bench$([ "$mode" = smoke ] && echo -smoke)\` (hack/bench.sh $mode), $(( ($(date +%s) - t_start) / 60 )) min"
+  echo
+  cat "$OUT/dns.md" "$OUT/control.md" "$OUT/gobench.md"
+} >"$OUT/results.md"
+cat "$OUT/results.md"

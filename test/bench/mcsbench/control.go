@@ -1,0 +1,654 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/utils/ptr"
+)
+
+var (
+	seGVR = schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1alpha1", Resource: "serviceexports"}
+	ppGVR = schema.GroupVersionResource{Group: "policy.karmada.io", Version: "v1alpha1", Resource: "propagationpolicies"}
+)
+
+type controlBench struct {
+	karmada, m1, m2        kubernetes.Interface
+	kdyn                   dynamic.Interface
+	clusterset, controller string
+	karmadaKC, membersKC   string
+	dir                    string
+	ours                   *exec.Cmd
+	dnsPort                int
+	dns                    *dnsServer
+}
+
+func cmdControl(args []string) error {
+	fs := flag.NewFlagSet("control", flag.ExitOnError)
+	karmadaKC := fs.String("karmada-kubeconfig", "", "Karmada control plane kubeconfig (context karmada-apiserver)")
+	membersKC := fs.String("members-kubeconfig", "", "members kubeconfig (contexts member1, member2)")
+	controller := fs.String("controller", "", "mcs-controller binary")
+	ours := fs.String("coredns", "", "coredns-mcs binary (DNS answers on member2)")
+	clusterset := fs.String("clusterset", "hack/clusterset.sh", "hack/clusterset.sh, to switch Karmada's built-in MCS controllers")
+	services := fs.Int("services", 50, "services exported back to back per propagation run")
+	runs := fs.Int("runs", 5, "alternating propagation runs per controller")
+	churn := fs.Int("churn", 4, "pod IP changes measured per propagation run")
+	scale := fs.Int("scale", 1000, "exports of the from-cold scale run (0: skip)")
+	scaleRuns := fs.Int("scale-runs", 1, "alternating scale runs per controller")
+	dnsPort := fs.Int("dns-port", 31063, "loopback port of coredns-mcs for member2")
+	dir := fs.String("dir", "_output/bench", "work directory")
+	out := fs.String("out", "_output/bench/control.md", "Markdown output")
+	_ = fs.Parse(args)
+	if *karmadaKC == "" || *membersKC == "" || *controller == "" || *ours == "" {
+		return fmt.Errorf("--karmada-kubeconfig, --members-kubeconfig, --controller and --coredns are required")
+	}
+	b := &controlBench{clusterset: *clusterset, controller: *controller, karmadaKC: *karmadaKC, membersKC: *membersKC, dir: *dir, dnsPort: *dnsPort}
+	for _, c := range []struct {
+		kc, ctx string
+		dst     *kubernetes.Interface
+	}{{*karmadaKC, "karmada-apiserver", &b.karmada}, {*membersKC, "member1", &b.m1}, {*membersKC, "member2", &b.m2}} {
+		cfg, err := restConfig(c.kc, c.ctx)
+		if err != nil {
+			return err
+		}
+		*c.dst = kubernetes.NewForConfigOrDie(cfg)
+		if c.ctx == "karmada-apiserver" {
+			b.kdyn = dynamic.NewForConfigOrDie(cfg)
+		}
+	}
+	ctx := context.Background()
+	b.dns = &dnsServer{name: "coredns-mcs-member2", bin: *ours, port: *dnsPort, corefile: fmt.Sprintf(
+		"clusterset.local:%d {\n    multicluster {\n        kubeconfig %s member2\n    }\n}\n", *dnsPort, *membersKC)}
+	if err := b.dns.start(*dir, "0-1"); err != nil {
+		return err
+	}
+	defer b.dns.stop()
+	defer b.stopOurs()
+	defer func() { _ = b.switchKarmadaMCS("off") }()
+
+	var md strings.Builder
+	// --- propagation and churn ------------------------------------------------------------------
+	prop := map[string][]float64{}
+	propDNS := []float64{}
+	churnObs := map[string][]float64{}
+	for r := 0; r < *runs; r++ {
+		modes := []string{"ours", "karmada"}
+		if r%2 == 1 {
+			modes = []string{"karmada", "ours"}
+		}
+		for _, mode := range modes {
+			ns := fmt.Sprintf("bench-prop-%s-%d", mode, r)
+			eps, dnsT, ch, err := b.propagationRun(ctx, mode, ns, *services, *churn)
+			if err != nil {
+				return fmt.Errorf("propagation run %s %d: %w", mode, r+1, err)
+			}
+			prop[mode] = append(prop[mode], eps...)
+			propDNS = append(propDNS, dnsT...)
+			churnObs[mode] = append(churnObs[mode], ch...)
+			logf("propagation %s run %d: derived slices with endpoints in member2 p50 %.0f ms p99 %.0f ms; DNS p50 %.0f ms; churn p50 %.0f ms",
+				mode, r+1, quantile(eps, .5), quantile(eps, .99), quantile(dnsT, .5), quantile(ch, .5))
+		}
+	}
+	fmt.Fprintf(&md, "### Propagation: ServiceExport applied on Karmada → member2\n\n")
+	fmt.Fprintf(&md, "%d services per run (Deployment + Service → member1, ServiceImport → member2, all in place), then their ServiceExports applied back to back; "+
+		"%d runs per controller, alternating; percentiles over all services of all runs (n = %d each).\n\n", *services, *runs, len(prop["ours"]))
+	fmt.Fprintf(&md, "| controller | time to `derived-<svc>` slice with a ready endpoint in member2, p50 / p99 ms | `dig` via coredns-mcs answers, p50 / p99 ms |\n|---|---|---|\n")
+	fmt.Fprintf(&md, "| ours (mcs-controller) | %.0f / %.0f | %.0f / %.0f |\n", quantile(prop["ours"], .5), quantile(prop["ours"], .99), quantile(propDNS, .5), quantile(propDNS, .99))
+	fmt.Fprintf(&md, "| Karmada v1.16 built-in MCS | %.0f / %.0f | — (stock DNS has no answer for Karmada's imports) |\n", quantile(prop["karmada"], .5), quantile(prop["karmada"], .99))
+	fmt.Fprintf(&md, "\nRatio ours / Karmada: p50 %.2f×, p99 %.2f×.\n\n", quantile(prop["ours"], .5)/quantile(prop["karmada"], .5), quantile(prop["ours"], .99)/quantile(prop["karmada"], .99))
+	fmt.Fprintf(&md, "### Endpoint churn: a pod IP change in member1 → member2's imported slice\n\n")
+	fmt.Fprintf(&md, "A serve pod deleted in member1; time from member1's EndpointSlice showing the new pod IP to member2's derived slice showing it. %d per run.\n\n", *churn)
+	fmt.Fprintf(&md, "| controller | n | p50 ms | p99 ms |\n|---|---|---|---|\n")
+	for _, m := range []string{"ours", "karmada"} {
+		fmt.Fprintf(&md, "| %s | %d | %.0f | %.0f |\n", map[string]string{"ours": "ours (mcs-controller)", "karmada": "Karmada v1.16 built-in MCS"}[m],
+			len(churnObs[m]), quantile(churnObs[m], .5), quantile(churnObs[m], .99))
+	}
+	fmt.Fprintln(&md)
+
+	// --- scale from cold -----------------------------------------------------------------------
+	if *scale > 0 {
+		conv := map[string]sample{}
+		rss := map[string]sample{}
+		cpu := map[string]sample{}
+		for r := 0; r < *scaleRuns; r++ {
+			modes := []string{"ours", "karmada"}
+			if r%2 == 1 {
+				modes = []string{"karmada", "ours"}
+			}
+			for _, mode := range modes {
+				c, m, p, err := b.scaleRun(ctx, mode, fmt.Sprintf("bench-scale-%s-%d", mode, r), *scale)
+				if err != nil {
+					return fmt.Errorf("scale run %s %d: %w", mode, r+1, err)
+				}
+				conv[mode] = append(conv[mode], c)
+				rss[mode] = append(rss[mode], m)
+				cpu[mode] = append(cpu[mode], p)
+				logf("scale %s run %d: %d exports converged in %.1fs, peak RSS %.0f MiB, %.1f CPU s", mode, r+1, *scale, c, m, p)
+			}
+		}
+		fmt.Fprintf(&md, "### Scale: %d exports to 2 importers, from cold\n\n", *scale)
+		fmt.Fprintf(&md, "Every Service (selector-less, 1 endpoint), ServiceExport (→ member1) and ServiceImport (→ member1 and member2) in place, then the controller started; "+
+			"converged when both members have a `derived-<svc>` slice with the endpoint for every service. %d run(s) per controller.\n\n", *scaleRuns)
+		fmt.Fprintf(&md, "| controller | converge s | peak RSS MiB | CPU s |\n|---|---|---|---|\n")
+		fmt.Fprintf(&md, "| ours (mcs-controller process) | %s | %s | %s |\n", fmtRange(conv["ours"], "%.1f"), fmtRange(rss["ours"], "%.0f"), fmtRange(cpu["ours"], "%.1f"))
+		fmt.Fprintf(&md, "| Karmada v1.16 built-in MCS (whole karmada-controller-manager) | %s | %s | %s |\n", fmtRange(conv["karmada"], "%.1f"), fmtRange(rss["karmada"], "%.0f"), fmtRange(cpu["karmada"], "%.1f"))
+		fmt.Fprintf(&md, "\nKarmada's figures are those of its whole controller-manager process (every controller it runs), from its restart with the MCS controllers on.\n\n")
+	}
+	return os.WriteFile(*out, []byte(md.String()), 0o644)
+}
+
+// switchKarmadaMCS runs hack/clusterset.sh up with CMCS_KARMADA_MCS (restarts only Karmada's
+// controller-manager when the setting changes).
+func (b *controlBench) switchKarmadaMCS(v string) error {
+	cmd := exec.Command(b.clusterset, "up")
+	cmd.Env = append(os.Environ(), "CMCS_KARMADA_MCS="+v)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("CMCS_KARMADA_MCS=%s %s up: %v\n%s", v, b.clusterset, err, out)
+	}
+	return nil
+}
+
+func (b *controlBench) startOurs() error {
+	if b.ours != nil {
+		return nil
+	}
+	f, err := os.OpenFile(filepath.Join(b.dir, "mcs-controller.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	b.ours = exec.Command(b.controller, "--kubeconfig", b.karmadaKC, "--leader-elect=false",
+		"--metrics-bind-address=0", "--health-probe-bind-address=0")
+	b.ours.Stdout, b.ours.Stderr = f, f
+	b.ours.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	return b.ours.Start()
+}
+
+func (b *controlBench) stopOurs() {
+	if b.ours != nil {
+		_ = syscall.Kill(-b.ours.Process.Pid, syscall.SIGTERM)
+		_ = b.ours.Wait()
+		b.ours = nil
+	}
+}
+
+// use makes mode's controller the only one running.
+func (b *controlBench) use(mode string) error {
+	if mode == "ours" {
+		if err := b.switchKarmadaMCS("off"); err != nil {
+			return err
+		}
+		return b.startOurs()
+	}
+	b.stopOurs()
+	return b.switchKarmadaMCS("on")
+}
+
+func (b *controlBench) apply(ctx context.Context, gvr schema.GroupVersionResource, ns string, obj map[string]any) error {
+	u := &unstructured.Unstructured{Object: obj}
+	_, err := b.kdyn.Resource(gvr).Namespace(ns).Create(ctx, u, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		return nil
+	}
+	return err
+}
+
+func policy(name string, kinds [][2]string, clusters ...string) map[string]any {
+	var sel []any
+	for _, k := range kinds {
+		sel = append(sel, map[string]any{"apiVersion": k[0], "kind": k[1]})
+	}
+	var cl []any
+	for _, c := range clusters {
+		cl = append(cl, c)
+	}
+	return map[string]any{"apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
+		"metadata": map[string]any{"name": name},
+		"spec": map[string]any{"resourceSelectors": sel, "placement": map[string]any{"clusterAffinity": map[string]any{"clusterNames": cl}}}}
+}
+
+func mcsObject(kind, name string, spec map[string]any) map[string]any {
+	o := map[string]any{"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": kind, "metadata": map[string]any{"name": name}}
+	if spec != nil {
+		o["spec"] = spec
+	}
+	return o
+}
+
+func siSpec() map[string]any {
+	return map[string]any{"type": "ClusterSetIP", "ports": []any{map[string]any{"port": int64(80), "protocol": "TCP"}}}
+}
+
+// namespace creates ns on Karmada after removing whatever an earlier run left there.
+func (b *controlBench) namespace(ctx context.Context, ns string) error {
+	for _, c := range []kubernetes.Interface{b.karmada, b.m1, b.m2} {
+		if err := deleteNamespace(ctx, c, ns); err != nil {
+			return err
+		}
+	}
+	_, err := b.karmada.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	return err
+}
+
+// cleanup deletes ns everywhere and waits, so the next controller never sees this run's objects.
+func (b *controlBench) cleanup(ctx context.Context, ns string) {
+	for _, c := range []kubernetes.Interface{b.karmada, b.m1, b.m2} {
+		if err := deleteNamespace(ctx, c, ns); err != nil {
+			logf("cleanup %s: %v", ns, err)
+		}
+	}
+}
+
+// sliceWatch records, per derived service, when member2 (or another member) first had a slice
+// of it with a ready endpoint, and every address seen.
+type sliceWatch struct {
+	mu    sync.Mutex
+	first map[string]time.Time           // service-name label value -> time
+	addrs map[string]map[string]time.Time // service -> address -> first seen
+	stop  chan struct{}
+}
+
+func watchSlices(c kubernetes.Interface, ns string) (*sliceWatch, error) {
+	w := &sliceWatch{first: map[string]time.Time{}, addrs: map[string]map[string]time.Time{}, stop: make(chan struct{})}
+	f := informers.NewSharedInformerFactoryWithOptions(c, 0, informers.WithNamespace(ns))
+	inf := f.Discovery().V1().EndpointSlices().Informer()
+	seen := func(obj any) {
+		s, ok := obj.(*discoveryv1.EndpointSlice)
+		if !ok {
+			return
+		}
+		svc := s.Labels["kubernetes.io/service-name"]
+		now := time.Now()
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready != nil && !*e.Conditions.Ready {
+				continue
+			}
+			if _, ok := w.first[svc]; !ok {
+				w.first[svc] = now
+			}
+			if w.addrs[svc] == nil {
+				w.addrs[svc] = map[string]time.Time{}
+			}
+			for _, a := range e.Addresses {
+				if _, ok := w.addrs[svc][a]; !ok {
+					w.addrs[svc][a] = now
+				}
+			}
+		}
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: seen, UpdateFunc: func(_, n any) { seen(n) }})
+	f.Start(w.stop)
+	if !cache.WaitForCacheSync(w.stop, inf.HasSynced) {
+		return nil, fmt.Errorf("slice informer did not sync")
+	}
+	return w, nil
+}
+
+func (w *sliceWatch) firstSeen(svc string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.first[svc]
+	return t, ok
+}
+
+func (w *sliceWatch) addrSeen(svc, addr string) (time.Time, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	t, ok := w.addrs[svc][addr]
+	return t, ok
+}
+
+func waitFor(timeout time.Duration, what string, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %v waiting for %s (last error: %v)", timeout, what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func svcName(i int) string { return fmt.Sprintf("svc-%04d", i) }
+
+// propagationRun measures, for n services, export-to-endpoints in member2 (and to a DNS answer
+// with our controller), then churn pod IP changes.
+func (b *controlBench) propagationRun(ctx context.Context, mode, ns string, n, churn int) (eps, dnsT, ch []float64, err error) {
+	if err := b.use(mode); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := b.namespace(ctx, ns); err != nil {
+		return nil, nil, nil, err
+	}
+	defer b.cleanup(ctx, ns)
+	if err := b.apply(ctx, ppGVR, ns, policy("workload", [][2]string{{"apps/v1", "Deployment"}, {"v1", "Service"}}, "member1")); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := b.apply(ctx, ppGVR, ns, policy("exports", [][2]string{{"multicluster.x-k8s.io/v1alpha1", "ServiceExport"}}, "member1")); err != nil {
+		return nil, nil, nil, err
+	}
+	if err := b.apply(ctx, ppGVR, ns, policy("imports", [][2]string{{"multicluster.x-k8s.io/v1alpha1", "ServiceImport"}}, "member2")); err != nil {
+		return nil, nil, nil, err
+	}
+	for i := 0; i < n; i++ {
+		name := svcName(i)
+		labels := map[string]string{"app": name}
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name},
+			Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "serve", Image: "registry.k8s.io/pause:3.10"}}}}}}
+		if _, err := b.karmada.AppsV1().Deployments(ns).Create(ctx, d, metav1.CreateOptions{}); err != nil {
+			return nil, nil, nil, err
+		}
+		s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.ServiceSpec{Selector: labels,
+			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}}
+		if _, err := b.karmada.CoreV1().Services(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+			return nil, nil, nil, err
+		}
+		if err := b.apply(ctx, siGVR, ns, mcsObject("ServiceImport", name, siSpec())); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	src, err := watchSlices(b.m1, ns)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer close(src.stop)
+	if err := waitFor(180*time.Second, fmt.Sprintf("member1 slices with endpoints for %d services in %s", n, ns), func() (bool, error) {
+		for i := 0; i < n; i++ {
+			if _, ok := src.firstSeen(svcName(i)); !ok {
+				return false, fmt.Errorf("%s has none", svcName(i))
+			}
+		}
+		return true, nil
+	}); err != nil {
+		return nil, nil, nil, err
+	}
+	dst, err := watchSlices(b.m2, ns)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer close(dst.stop)
+
+	// Export back to back; DNS answers are polled meanwhile (ours only).
+	t0 := make([]time.Time, n)
+	dnsAt := make([]time.Time, n)
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	if mode == "ours" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pending := n
+			for pending > 0 {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				pending = 0
+				for i := 0; i < n; i++ {
+					if !dnsAt[i].IsZero() {
+						continue
+					}
+					pending++
+					if rc, a, err := query(b.dnsPort, fmt.Sprintf("%s.%s.svc.clusterset.local.", svcName(i), ns), dns.TypeA); err == nil && rc == "NOERROR" && len(a) > 0 {
+						dnsAt[i] = time.Now()
+					}
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		t0[i] = time.Now()
+		if err := b.apply(ctx, seGVR, ns, mcsObject("ServiceExport", svcName(i), nil)); err != nil {
+			close(done)
+			return nil, nil, nil, err
+		}
+	}
+	err = waitFor(120*time.Second, fmt.Sprintf("member2 derived slices with endpoints for %d services (%s)", n, mode), func() (bool, error) {
+		for i := 0; i < n; i++ {
+			if _, ok := dst.firstSeen("derived-" + svcName(i)); !ok {
+				return false, fmt.Errorf("derived-%s has none", svcName(i))
+			}
+		}
+		return true, nil
+	})
+	if err == nil && mode == "ours" {
+		err = waitFor(30*time.Second, "DNS answers for every service", func() (bool, error) {
+			for i := 0; i < n; i++ {
+				if dnsAt[i].IsZero() {
+					return false, nil
+				}
+			}
+			return true, nil
+		})
+	}
+	close(done)
+	wg.Wait()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	for i := 0; i < n; i++ {
+		t, _ := dst.firstSeen("derived-" + svcName(i))
+		eps = append(eps, ms(t.Sub(t0[i])))
+		if mode == "ours" {
+			dnsT = append(dnsT, ms(dnsAt[i].Sub(t0[i])))
+		}
+	}
+
+	// Churn: a pod of service i deleted in member1; its replacement's IP, from member1's slice
+	// to member2's derived slice.
+	for k := 0; k < churn && k < n; k++ {
+		name := svcName(k)
+		pods, err := b.m1.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + name})
+		if err != nil || len(pods.Items) == 0 {
+			return nil, nil, nil, fmt.Errorf("pods of %s in member1: %d (err=%v)", name, len(pods.Items), err)
+		}
+		known := map[string]bool{}
+		src.mu.Lock()
+		for a := range src.addrs[name] {
+			known[a] = true
+		}
+		src.mu.Unlock()
+		for _, p := range pods.Items {
+			if err := b.m1.CoreV1().Pods(ns).Delete(ctx, p.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)}); err != nil {
+				return nil, nil, nil, err
+			}
+		}
+		var newIP string
+		if err := waitFor(60*time.Second, "a new pod IP of "+name+" in member1's slice", func() (bool, error) {
+			src.mu.Lock()
+			defer src.mu.Unlock()
+			for a := range src.addrs[name] {
+				if !known[a] {
+					newIP = a
+					return true, nil
+				}
+			}
+			return false, nil
+		}); err != nil {
+			return nil, nil, nil, err
+		}
+		ta, _ := src.addrSeen(name, newIP)
+		if err := waitFor(60*time.Second, "member2's derived slice of "+name+" with "+newIP, func() (bool, error) {
+			_, ok := dst.addrSeen("derived-"+name, newIP)
+			return ok, nil
+		}); err != nil {
+			return nil, nil, nil, err
+		}
+		tb, _ := dst.addrSeen("derived-"+name, newIP)
+		ch = append(ch, ms(tb.Sub(ta)))
+	}
+	return eps, dnsT, ch, nil
+}
+
+// scaleRun: n selector-less Services with one endpoint each, exported from member1 and imported by
+// member1 and member2, all in place with no MCS controller running; then mode's controller is
+// started and the time until every importer has every derived slice is measured.
+func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (conv, rssMiB, cpuS float64, err error) {
+	b.stopOurs()
+	if err := b.switchKarmadaMCS("off"); err != nil {
+		return 0, 0, 0, err
+	}
+	if err := b.namespace(ctx, ns); err != nil {
+		return 0, 0, 0, err
+	}
+	defer b.cleanup(ctx, ns)
+	for _, p := range []map[string]any{
+		policy("services", [][2]string{{"v1", "Service"}, {"multicluster.x-k8s.io/v1alpha1", "ServiceExport"}}, "member1"),
+		policy("imports", [][2]string{{"multicluster.x-k8s.io/v1alpha1", "ServiceImport"}}, "member1", "member2"),
+	} {
+		if err := b.apply(ctx, ppGVR, ns, p); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	t0 := time.Now()
+	jobs := make(chan int)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				name := svcName(i)
+				s := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: corev1.ServiceSpec{
+					Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}}
+				if _, err := b.karmada.CoreV1().Services(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+					errs <- err
+					continue
+				}
+				if err := b.apply(ctx, seGVR, ns, mcsObject("ServiceExport", name, nil)); err != nil {
+					errs <- err
+					continue
+				}
+				if err := b.apply(ctx, siGVR, ns, mcsObject("ServiceImport", name, siSpec())); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		return 0, 0, 0, e
+	}
+	// The member1 namespace exists once Karmada propagated the first object; then the endpoints.
+	if err := waitFor(300*time.Second, fmt.Sprintf("%d Services in member1 and ServiceImports in member2", n), func() (bool, error) {
+		s, err := b.m1.CoreV1().Services(ns).List(ctx, metav1.ListOptions{})
+		if err != nil || len(s.Items) < n {
+			return false, err
+		}
+		si, err := b.m2.DiscoveryV1().RESTClient().Get().AbsPath("/apis/multicluster.x-k8s.io/v1alpha1/namespaces/" + ns + "/serviceimports").DoRaw(ctx)
+		if err != nil {
+			return false, err
+		}
+		return strings.Count(string(si), `"kind":"ServiceImport"`) >= n, nil
+	}); err != nil {
+		return 0, 0, 0, err
+	}
+	for i := 0; i < n; i++ {
+		name := svcName(i)
+		s := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name + "-1", Labels: map[string]string{
+			"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "bench.coredns-mcs.io"}},
+			AddressType: discoveryv1.AddressTypeIPv4,
+			Ports:       []discoveryv1.EndpointPort{{Port: ptr.To[int32](8080), Protocol: ptr.To(corev1.ProtocolTCP)}},
+			Endpoints: []discoveryv1.Endpoint{{Addresses: []string{fmt.Sprintf("10.10.%d.%d", 100+i/250, i%250+1)},
+				Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}}}
+		if _, err := b.m1.DiscoveryV1().EndpointSlices(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return 0, 0, 0, err
+		}
+	}
+	logf("scale %s: %d exports in place in %.0fs", mode, n, time.Since(t0).Seconds())
+	w1, err := watchSlices(b.m1, ns)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer close(w1.stop)
+	w2, err := watchSlices(b.m2, ns)
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	defer close(w2.stop)
+
+	start := time.Now()
+	var pid int
+	var cpu0 float64
+	if mode == "ours" {
+		if err := b.startOurs(); err != nil {
+			return 0, 0, 0, err
+		}
+		pid = b.ours.Process.Pid
+	} else {
+		if err := b.switchKarmadaMCS("on"); err != nil {
+			return 0, 0, 0, err
+		}
+		raw, err := os.ReadFile(filepath.Join(filepath.Dir(b.karmadaKC), "pids", "karmada-controller-manager.pid"))
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
+	}
+	peak := 0.0
+	err = waitFor(600*time.Second, fmt.Sprintf("%d derived slices in member1 and member2 (%s)", n, mode), func() (bool, error) {
+		if kb, err := memKB(pid, "VmHWM"); err == nil && kb > peak {
+			peak = kb
+		}
+		for i := 0; i < n; i++ {
+			d := "derived-" + svcName(i)
+			if _, ok := w1.firstSeen(d); !ok {
+				return false, nil
+			}
+			if _, ok := w2.firstSeen(d); !ok {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	conv = time.Since(start).Seconds()
+	cpu1, _ := cpuSeconds(pid)
+	if kb, e := memKB(pid, "VmHWM"); e == nil && kb > peak {
+		peak = kb
+	}
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	if mode == "ours" {
+		b.stopOurs()
+	} else if err := b.switchKarmadaMCS("off"); err != nil {
+		return 0, 0, 0, err
+	}
+	return conv, peak / 1024, cpu1 - cpu0, nil
+}
