@@ -225,7 +225,7 @@ func policy(name string, kinds [][2]string, clusters ...string) map[string]any {
 	}
 	return map[string]any{"apiVersion": "policy.karmada.io/v1alpha1", "kind": "PropagationPolicy",
 		"metadata": map[string]any{"name": name},
-		"spec": map[string]any{"resourceSelectors": sel, "placement": map[string]any{"clusterAffinity": map[string]any{"clusterNames": cl}}}}
+		"spec":     map[string]any{"resourceSelectors": sel, "placement": map[string]any{"clusterAffinity": map[string]any{"clusterNames": cl}}}}
 }
 
 func mcsObject(kind, name string, spec map[string]any) map[string]any {
@@ -264,7 +264,7 @@ func (b *controlBench) cleanup(ctx context.Context, ns string) {
 // of it with a ready endpoint, and every address seen.
 type sliceWatch struct {
 	mu    sync.Mutex
-	first map[string]time.Time           // service-name label value -> time
+	first map[string]time.Time            // service-name label value -> time
 	addrs map[string]map[string]time.Time // service -> address -> first seen
 	stop  chan struct{}
 }

@@ -110,9 +110,9 @@ type dataset struct {
 	csipNames, headlessName []string
 }
 
-func (d *dataset) csipName(i int) string     { return fmt.Sprintf("svc-%05d", i) }
+func (d *dataset) csipName(i int) string        { return fmt.Sprintf("svc-%05d", i) }
 func (d *dataset) headlessSvcName(i int) string { return fmt.Sprintf("hl-%03d", i) }
-func (d *dataset) fqdn(svc string) string    { return fmt.Sprintf("%s.%s.svc.%s.", svc, d.ns, d.zone) }
+func (d *dataset) fqdn(svc string) string       { return fmt.Sprintf("%s.%s.svc.%s.", svc, d.ns, d.zone) }
 
 // create writes the imports and slices (idempotent), with parallel workers.
 func (d *dataset) create(ctx context.Context) error {
