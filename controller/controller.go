@@ -434,11 +434,23 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			"waiting for Karmada to apply the derived Service and EndpointSlices in "+strings.Join(pending, ", "))
 	}
 
+	// Conflict (KEP-1645): on every export of the service, naming who disagrees with the oldest.
+	conflict := condition(mcsv1beta1.ServiceExportConditionConflict, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonNoConflicts,
+		"no conflicting exports")
+	if cf := conflicts(exporters); len(cf) > 0 {
+		msgs := make([]string, 0, len(cf))
+		for _, x := range cf {
+			msgs = append(msgs, x.message)
+		}
+		conflict = condition(mcsv1beta1.ServiceExportConditionConflict, metav1.ConditionTrue, mcsv1beta1.ServiceExportConditionReason(cf[0].reason),
+			strings.Join(msgs, "; "))
+	}
+
 	var template []metav1.Condition
 	for _, st := range states {
 		conds := []metav1.Condition{st.valid}
 		if st.exported {
-			conds = append(conds, ready)
+			conds = append(conds, ready, conflict)
 		} else {
 			conds = append(conds, condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonFailed,
 				"not exported: "+st.valid.Message))

@@ -139,28 +139,130 @@ func derivedService(ns, name, derived string, exporters []exporter, imp importer
 }
 
 // unionPorts merges the exporters' Service ports, oldest exporter first, by name then by
-// protocol and port.
+// protocol and port: a port whose name, or whose protocol and number, an older exporter already
+// has is left out (the older one wins; see conflicts).
 func unionPorts(exporters []exporter) []corev1.ServicePort {
 	var out []corev1.ServicePort
 	seen := map[string]bool{}
 	for _, ex := range exporters {
 		for _, p := range ex.service.Spec.Ports {
-			key := "n/" + p.Name
-			if p.Name == "" {
-				key = fmt.Sprintf("p/%s/%d", p.Protocol, p.Port)
-			}
-			if seen[key] {
-				continue
-			}
-			seen[key] = true
 			proto := p.Protocol
 			if proto == "" {
 				proto = corev1.ProtocolTCP
 			}
+			byNum := fmt.Sprintf("p/%s/%d", proto, p.Port)
+			if seen["n/"+p.Name] || seen[byNum] {
+				continue
+			}
+			seen["n/"+p.Name], seen[byNum] = true, true
 			out = append(out, corev1.ServicePort{Name: p.Name, Protocol: proto, Port: p.Port, AppProtocol: p.AppProtocol})
 		}
 	}
 	return out
+}
+
+// conflict is a property on which an exporter disagrees with the oldest export (which wins).
+type conflict struct {
+	reason  string // the KEP-1645 / mcs-api condition reason
+	message string
+}
+
+// conflicts compares every exporter with the oldest one (exporters are ordered oldest first) and
+// returns the first disagreement of each exporter, in the order the KEP lists the properties;
+// nil when they all agree.
+func conflicts(exporters []exporter) []conflict {
+	if len(exporters) < 2 {
+		return nil
+	}
+	first := exporters[0]
+	fs := first.service.Spec
+	var out []conflict
+	add := func(ex exporter, reason, what, theirs, ours string) {
+		out = append(out, conflict{reason, fmt.Sprintf("%s: %s of %s (%s) conflicts with %s's (%s), the oldest export, which is used",
+			ex.cluster, what, ex.service.Namespace+"/"+ex.service.Name, theirs, first.cluster, ours)})
+	}
+	headless := func(s corev1.ServiceSpec) string {
+		if s.ClusterIP == corev1.ClusterIPNone {
+			return "Headless"
+		}
+		return "ClusterSetIP"
+	}
+	portsByName := map[string]corev1.ServicePort{}
+	portsByNum := map[string]corev1.ServicePort{}
+	for _, ex := range exporters {
+		for _, p := range ex.service.Spec.Ports {
+			proto := p.Protocol
+			if proto == "" {
+				proto = corev1.ProtocolTCP
+			}
+			p.Protocol = proto
+			num := fmt.Sprintf("%s/%d", proto, p.Port)
+			if _, ok := portsByName[p.Name]; !ok {
+				if _, ok := portsByNum[num]; !ok {
+					portsByName[p.Name], portsByNum[num] = p, p
+				}
+			}
+		}
+	}
+	for _, ex := range exporters[1:] {
+		es := ex.service.Spec
+		switch {
+		case headless(es) != headless(fs):
+			add(ex, "TypeConflict", "the type", headless(es), headless(fs))
+		case portConflict(es.Ports, portsByName, portsByNum) != "":
+			out = append(out, conflict{"PortConflict", fmt.Sprintf("%s: port %s of %s conflicts with an older export's; the oldest export's port is used",
+				ex.cluster, portConflict(es.Ports, portsByName, portsByNum), ex.service.Namespace+"/"+ex.service.Name)})
+		case es.SessionAffinity != fs.SessionAffinity && !(es.SessionAffinity == "" && fs.SessionAffinity == corev1.ServiceAffinityNone) &&
+			!(fs.SessionAffinity == "" && es.SessionAffinity == corev1.ServiceAffinityNone):
+			add(ex, "SessionAffinityConflict", "the session affinity", string(es.SessionAffinity), string(fs.SessionAffinity))
+		case fs.SessionAffinity == corev1.ServiceAffinityClientIP && affinityTimeout(es) != affinityTimeout(fs):
+			add(ex, "SessionAffinityConfigConflict", "the session affinity timeout", fmt.Sprint(affinityTimeout(es)), fmt.Sprint(affinityTimeout(fs)))
+		case policy(es.InternalTrafficPolicy) != policy(fs.InternalTrafficPolicy):
+			add(ex, "InternalTrafficPolicyConflict", "the internal traffic policy", policy(es.InternalTrafficPolicy), policy(fs.InternalTrafficPolicy))
+		case str(es.TrafficDistribution) != str(fs.TrafficDistribution):
+			add(ex, "TrafficDistributionConflict", "the traffic distribution", str(es.TrafficDistribution), str(fs.TrafficDistribution))
+		}
+	}
+	return out
+}
+
+// portConflict names the first port that shares a name, or a protocol and number, with the
+// merged ports but differs in the other.
+func portConflict(ports []corev1.ServicePort, byName, byNum map[string]corev1.ServicePort) string {
+	for _, p := range ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = corev1.ProtocolTCP
+		}
+		if w, ok := byName[p.Name]; ok && (w.Port != p.Port || w.Protocol != proto) {
+			return fmt.Sprintf("%q %s/%d (used: %s/%d)", p.Name, proto, p.Port, w.Protocol, w.Port)
+		}
+		if w, ok := byNum[fmt.Sprintf("%s/%d", proto, p.Port)]; ok && w.Name != p.Name {
+			return fmt.Sprintf("%s/%d named %q (used: %q)", proto, p.Port, p.Name, w.Name)
+		}
+	}
+	return ""
+}
+
+func affinityTimeout(s corev1.ServiceSpec) int32 {
+	if s.SessionAffinityConfig != nil && s.SessionAffinityConfig.ClientIP != nil && s.SessionAffinityConfig.ClientIP.TimeoutSeconds != nil {
+		return *s.SessionAffinityConfig.ClientIP.TimeoutSeconds
+	}
+	return corev1.DefaultClientIPServiceAffinitySeconds
+}
+
+func policy(p *corev1.ServiceInternalTrafficPolicy) string {
+	if p == nil {
+		return string(corev1.ServiceInternalTrafficPolicyCluster)
+	}
+	return string(*p)
+}
+
+func str(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
 }
 
 // mirrorSlice copies a source slice for the importer: the derived Service's name for kube-proxy,

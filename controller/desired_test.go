@@ -156,3 +156,50 @@ func TestDerivedServiceHeadless(t *testing.T) {
 		t.Errorf("derived Service of a ClusterIP export: clusterIP %q, want it allocated by the importer", got.Spec.ClusterIP)
 	}
 }
+
+func TestConflicts(t *testing.T) {
+	http := func(port int32) corev1.ServicePort {
+		return corev1.ServicePort{Name: "http", Port: port, Protocol: corev1.ProtocolTCP}
+	}
+	with := func(s *corev1.Service, f func(*corev1.ServiceSpec)) *corev1.Service { f(&s.Spec); return s }
+	for _, tc := range []struct {
+		name   string
+		second *corev1.Service
+		reason string
+	}{
+		{"agree", svc(http(80)), ""},
+		{"extra port", svc(http(80), corev1.ServicePort{Name: "metrics", Port: 9090}), ""},
+		{"same name, other port", svc(http(8080)), "PortConflict"},
+		{"same port, other name", svc(corev1.ServicePort{Name: "web", Port: 80, Protocol: corev1.ProtocolTCP}), "PortConflict"},
+		{"headless", with(svc(http(80)), func(s *corev1.ServiceSpec) { s.ClusterIP = corev1.ClusterIPNone }), "TypeConflict"},
+		{"affinity", with(svc(http(80)), func(s *corev1.ServiceSpec) { s.SessionAffinity = corev1.ServiceAffinityClientIP }), "SessionAffinityConflict"},
+		{"explicit None affinity", with(svc(http(80)), func(s *corev1.ServiceSpec) { s.SessionAffinity = corev1.ServiceAffinityNone }), ""},
+		{"traffic policy", with(svc(http(80)), func(s *corev1.ServiceSpec) { s.InternalTrafficPolicy = ptr(corev1.ServiceInternalTrafficPolicyLocal) }), "InternalTrafficPolicyConflict"},
+		{"traffic distribution", with(svc(http(80)), func(s *corev1.ServiceSpec) { s.TrafficDistribution = ptr("PreferClose") }), "TrafficDistributionConflict"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ex := []exporter{{cluster: "member1", service: svc(http(80))}, {cluster: "member2", service: tc.second}}
+			cf := conflicts(ex)
+			switch {
+			case tc.reason == "" && len(cf) != 0:
+				t.Fatalf("conflicts %+v, want none", cf)
+			case tc.reason != "" && (len(cf) != 1 || cf[0].reason != tc.reason):
+				t.Fatalf("conflicts %+v, want one %s", cf, tc.reason)
+			case tc.reason != "" && !(strings.Contains(cf[0].message, "member2") && strings.Contains(cf[0].message, "member1") || strings.Contains(cf[0].message, "older")):
+				t.Errorf("message %q names neither cluster", cf[0].message)
+			}
+			// The union never holds two ports with one name or one protocol/number.
+			ports := unionPorts(ex)
+			names, nums := map[string]bool{}, map[string]bool{}
+			for _, p := range ports {
+				if names[p.Name] || nums[string(p.Protocol)+"/"+string(rune(p.Port))] {
+					t.Fatalf("union %+v repeats a port", ports)
+				}
+				names[p.Name], nums[string(p.Protocol)+"/"+string(rune(p.Port))] = true, true
+			}
+			if ports[0].Port != 80 || ports[0].Name != "http" {
+				t.Errorf("union %+v: the oldest export's http/80 must win", ports)
+			}
+		})
+	}
+}

@@ -23,14 +23,20 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 case $mode in
   full)
     DNS_ARGS=(--imports 1000 --headless 100 --endpoints 100 --runs 5 --duration 8s --latency-duration 3s --mem-imports 10000 --mem-runs 5)
-    CONTROL_ARGS=(--services 50 --runs 5 --churn 4 --scale 1000 --scale-runs 1)
+    CONTROL_ARGS=(--services 50 --runs 5 --churn 4 --scale 1000 --scale-karmada 200 --scale-runs 1)
     GOBENCH_ARGS=(-count 5 -benchtime 1s) ;;
   smoke)
-    DNS_ARGS=(--imports 50 --headless 5 --endpoints 10 --runs 1 --duration 1s --latency-qps 500 --latency-duration 1s --mem-imports 200 --mem-runs 1)
-    CONTROL_ARGS=(--services 5 --runs 1 --churn 1 --scale 50 --scale-runs 1)
+    DNS_ARGS=(--imports 50 --headless 5 --endpoints 10 --runs 1 --duration 1s --latency-qps 500 --latency-duration 1s --mem-imports 100 --mem-runs 1)
+    CONTROL_ARGS=(--services 3 --runs 1 --churn 1 --scale 20 --scale-karmada 5 --scale-runs 1)
     GOBENCH_ARGS=(-count 1 -benchtime 2000x) ;;
   *) echo "usage: $0 [full|smoke]" >&2; exit 2 ;;
 esac
+# Overrides for a partial run, e.g. BENCH_ONLY=control BENCH_CONTROL_ARGS="--scale 200" (later flags win).
+read -r -a extra_dns <<<"${BENCH_DNS_ARGS:-}"
+read -r -a extra_control <<<"${BENCH_CONTROL_ARGS:-}"
+DNS_ARGS+=("${extra_dns[@]}") CONTROL_ARGS+=("${extra_control[@]}")
+only=${BENCH_ONLY:-dns,control,gobench}
+touch_md() { [ -f "$1" ] || echo "(${1##*/}: not run; BENCH_ONLY=$only)" >"$1"; }
 
 step "a fresh local clusterset (CMCS_KARMADA_MCS=off; the benchmark switches it per run)"
 trap 'hack/clusterset.sh down >/dev/null 2>&1 || true' EXIT
@@ -48,16 +54,17 @@ for m in member1 member2; do
 done
 P=${CMCS_PORT_BASE:-31000}
 
-step "DNS: coredns-mcs vs stock CoreDNS $COREDNS_VERSION vs template ceiling (dnsperf), memory after sync"
-_output/bin/mcsbench dns --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context member2 \
+[[ $only == *dns* ]] && step "DNS: coredns-mcs vs stock CoreDNS $COREDNS_VERSION vs template ceiling (dnsperf), memory after sync"
+[[ $only == *dns* ]] && _output/bin/mcsbench dns --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context member2 \
   --ours _output/bin/coredns-mcs --stock "$CMCS_CACHE/coredns-$COREDNS_VERSION/coredns" \
   --port-base $((P + 60)) --dir "$OUT" --out "$OUT/dns.md" "${DNS_ARGS[@]}"
 
-step "controllers: ours vs Karmada's built-in MCS (propagation, churn, scale)"
-_output/bin/mcsbench control --karmada-kubeconfig "$CMCS_KARMADA_KUBECONFIG" --members-kubeconfig "$CMCS_MEMBERS_KUBECONFIG" \
+[[ $only == *control* ]] && step "controllers: ours vs Karmada's built-in MCS (propagation, churn, scale)"
+[[ $only == *control* ]] && _output/bin/mcsbench control --karmada-kubeconfig "$CMCS_KARMADA_KUBECONFIG" --members-kubeconfig "$CMCS_MEMBERS_KUBECONFIG" \
   --controller _output/bin/mcs-controller --coredns _output/bin/coredns-mcs --clusterset hack/clusterset.sh \
   --dns-port $((P + 63)) --dir "$OUT" --out "$OUT/control.md" "${CONTROL_ARGS[@]}"
 
+if [[ $only == *gobench* ]]; then
 step "plugin hot path (go test -bench)"
 go test -run '^$' -bench . -benchmem "${GOBENCH_ARGS[@]}" ./plugin/multicluster/ >"$OUT/gobench.txt"
 {
@@ -66,11 +73,13 @@ go test -run '^$' -bench . -benchmem "${GOBENCH_ARGS[@]}" ./plugin/multicluster/
   echo "| benchmark | ns/op median (min–max) | B/op | allocs/op |"
   echo "|---|---|---|---|"
   awk '/^Benchmark/ { n=$1; sub(/-[0-9]+$/, "", n); v[n]=v[n] " " $3; b[n]=$5; a[n]=$7; if (!(n in seen)) { seen[n]=1; order[++k]=n } }
-    END { for (i=1; i<=k; i++) { n=order[i]; m=split(substr(v[n],2), x, " "); asort(x);
+    END { for (i=1; i<=k; i++) { n=order[i]; m=split(substr(v[n],2), x, " ");
+      for (p=2; p<=m; p++) { t=x[p]+0; q=p-1; while (q>=1 && x[q]+0>t) { x[q+1]=x[q]; q-- } x[q+1]=t }
       med = (m%2) ? x[(m+1)/2] : (x[m/2]+x[m/2+1])/2;
       printf "| %s | %.0f (%.0f–%.0f) | %s | %s |\n", n, med, x[1], x[m], b[n], a[n] } }' "$OUT/gobench.txt"
   echo
 } >"$OUT/gobench.md"
+fi
 
 {
   echo "# coredns-mcs benchmarks ($mode)"
@@ -80,6 +89,6 @@ go test -run '^$' -bench . -benchmem "${GOBENCH_ARGS[@]}" ./plugin/multicluster/
   echo "- $(go version | cut -d' ' -f3); CoreDNS $COREDNS_VERSION (ours embeds it; stock built from the same module); Kubernetes $KUBE_VERSION; Karmada $KARMADA_VERSION; dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}')"
   echo "- command: \`make bench$([ "$mode" = smoke ] && echo -smoke)\` (hack/bench.sh $mode), $(( ($(date +%s) - t_start) / 60 )) min"
   echo
-  cat "$OUT/dns.md" "$OUT/control.md" "$OUT/gobench.md"
+  for f in dns control gobench; do touch_md "$OUT/$f.md"; cat "$OUT/$f.md"; done
 } >"$OUT/results.md"
 cat "$OUT/results.md"
