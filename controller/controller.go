@@ -44,7 +44,18 @@ type Options struct {
 	DerivedPrefix string
 	// Workers reconcile services in parallel.
 	Workers int
+	// MemberFailure is what happens to the endpoints a member exports once Karmada has reported
+	// it not Ready for FailureGrace: MemberFailureDrain (default) removes them from every importer
+	// until it is Ready again; MemberFailureKeep leaves them, as Karmada's own controllers do.
+	MemberFailure string
+	FailureGrace  time.Duration
 }
+
+// Member failure policies.
+const (
+	MemberFailureDrain = "drain"
+	MemberFailureKeep  = "keep"
+)
 
 // Controller reconciles exported services across Karmada's members.
 type Controller struct {
@@ -57,9 +68,11 @@ type Controller struct {
 	works    cache.SharedIndexInformer
 	clusters cache.SharedIndexInformer
 
-	mu      sync.RWMutex
-	members map[string]*member
-	pull    map[string]bool // pull-mode clusters already reported
+	mu         sync.RWMutex
+	members    map[string]*member
+	pull       map[string]bool      // pull-mode clusters already reported
+	notReady   map[string]time.Time // clusters Karmada reports not Ready, since when
+	drainedNow map[string]bool      // clusters whose endpoints are withdrawn (logged once)
 
 	ctx     context.Context
 	started atomic.Bool
@@ -73,6 +86,16 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	if opts.Workers <= 0 {
 		opts.Workers = 4
 	}
+	switch opts.MemberFailure {
+	case "":
+		opts.MemberFailure = MemberFailureDrain
+	case MemberFailureDrain, MemberFailureKeep:
+	default:
+		return nil, fmt.Errorf("member failure policy %q: want %s or %s", opts.MemberFailure, MemberFailureDrain, MemberFailureKeep)
+	}
+	if opts.FailureGrace <= 0 {
+		opts.FailureGrace = 60 * time.Second
+	}
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -83,9 +106,11 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	}
 	c := &Controller{
 		opts: opts, kube: kube, dyn: dyn,
-		queue:   workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "mcs"}),
-		members: map[string]*member{},
-		pull:    map[string]bool{},
+		queue:      workqueue.NewTypedRateLimitingQueueWithConfig(workqueue.DefaultTypedControllerRateLimiter[string](), workqueue.TypedRateLimitingQueueConfig[string]{Name: "mcs"}),
+		members:    map[string]*member{},
+		pull:       map[string]bool{},
+		notReady:   map[string]time.Time{},
+		drainedNow: map[string]bool{},
 	}
 	bc := record.NewBroadcaster()
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
@@ -232,6 +257,7 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 		return nil
 	}
 	u := obj.(*unstructured.Unstructured)
+	c.trackReadiness(ctx, u)
 	mode, _, _ := unstructured.NestedString(u.Object, "spec", "syncMode")
 	if mode != "Push" {
 		c.mu.Lock()
@@ -282,6 +308,79 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	c.mu.Unlock()
 	c.enqueueAll()
 	return nil
+}
+
+// trackReadiness follows the Cluster's Ready condition. Under the drain policy, a member not Ready
+// for the grace period has its exported endpoints withdrawn from every importer (every service is
+// reconciled when the grace ends), and restored when it is Ready again.
+func (c *Controller) trackReadiness(ctx context.Context, u *unstructured.Unstructured) {
+	logger := klog.FromContext(ctx).WithValues("cluster", u.GetName())
+	ready, since := clusterReady(u)
+	c.mu.Lock()
+	was, wasNotReady := c.notReady[u.GetName()]
+	if ready {
+		delete(c.notReady, u.GetName())
+	} else if !wasNotReady || !since.Equal(was) {
+		c.notReady[u.GetName()] = since
+	}
+	c.mu.Unlock()
+	switch {
+	case ready && wasNotReady:
+		logger.Info("cluster Ready again", "policy", c.opts.MemberFailure)
+		c.enqueueAll()
+	case !ready && !wasNotReady:
+		logger.Info("cluster not Ready", "since", since, "policy", c.opts.MemberFailure, "grace", c.opts.FailureGrace)
+		if c.opts.MemberFailure == MemberFailureDrain {
+			// Wake up when the grace ends (the Cluster object may not change again).
+			c.queue.AddAfter(clusterKeyPrefix+u.GetName(), time.Until(since.Add(c.opts.FailureGrace))+100*time.Millisecond)
+		}
+	case !ready && c.drained(u.GetName()):
+		c.mu.Lock()
+		first := !c.drainedNow[u.GetName()]
+		c.drainedNow[u.GetName()] = true
+		c.mu.Unlock()
+		if first {
+			drainedGauge.WithLabelValues(u.GetName()).Set(1)
+			logger.Info("draining the cluster's exported endpoints from every importer", "notReadySince", since)
+			c.enqueueAll()
+		}
+		return
+	}
+	c.mu.Lock()
+	delete(c.drainedNow, u.GetName())
+	c.mu.Unlock()
+	drainedGauge.WithLabelValues(u.GetName()).Set(0)
+}
+
+// clusterReady reads a Karmada Cluster's Ready condition; not Ready since its last transition.
+func clusterReady(u *unstructured.Unstructured) (bool, time.Time) {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, x := range conds {
+		m, _ := x.(map[string]any)
+		if m["type"] != "Ready" {
+			continue
+		}
+		if m["status"] == "True" {
+			return true, time.Time{}
+		}
+		t, err := time.Parse(time.RFC3339, fmt.Sprint(m["lastTransitionTime"]))
+		if err != nil {
+			t = time.Now()
+		}
+		return false, t
+	}
+	return true, time.Time{} // no condition yet: a cluster just joined is not treated as failed
+}
+
+// drained reports whether a member's exported endpoints are withdrawn now.
+func (c *Controller) drained(name string) bool {
+	if c.opts.MemberFailure != MemberFailureDrain {
+		return false
+	}
+	c.mu.RLock()
+	since, ok := c.notReady[name]
+	c.mu.RUnlock()
+	return ok && time.Since(since) >= c.opts.FailureGrace
 }
 
 func (c *Controller) removeMember(name string) {
@@ -350,6 +449,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 
 	var states []*exportState
 	var exporters []exporter
+	drainedExports := 0
 	var importers []importer
 	created := map[string]metav1.Time{}
 	for _, m := range members {
@@ -357,7 +457,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		if exInf == nil {
 			continue
 		}
-		if obj, ok, _ := exInf.GetStore().GetByKey(key); ok {
+		if obj, ok, _ := exInf.GetStore().GetByKey(key); ok && c.drained(m.name) {
+			// Not Ready past the grace: its endpoints leave every importer; the derived Service
+			// stays (below), so its ClusterIP survives the outage.
+			drainedExports++
+		} else if ok {
 			se := obj.(*unstructured.Unstructured)
 			st := &exportState{m: m, obj: se}
 			states = append(states, st)
@@ -395,7 +499,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	if err != nil {
 		return 0, err
 	}
-	if len(exporters) == 0 && len(states) > 0 {
+	if len(exporters) == 0 && (len(states) > 0 || drainedExports > 0) {
 		// Still exported, but no export is valid now (its Service was deleted, say): importers
 		// keep the derived Service they already have, so its ClusterIP survives while the
 		// import lives, with no endpoints. An export that never was valid gets nothing.

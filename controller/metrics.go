@@ -27,8 +27,12 @@ var (
 		Name: "coredns_mcs_controller_members",
 		Help: "Push-mode member clusters the controller watches.",
 	})
+	drainedGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "coredns_mcs_controller_member_drained",
+		Help: "1 while a member's exported endpoints are withdrawn from importers (not Ready past the grace period, drain policy).",
+	}, []string{"cluster"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, memberGauge)
+	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, memberGauge, drainedGauge)
 }

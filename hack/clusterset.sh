@@ -619,11 +619,15 @@ YAML
 # `start` are stopped by pid before this).
 datapath_down() {
   command -v ip >/dev/null || return 0
-  local ns p
+  local ns p i killed=()
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$NETNS-member[0-9]+(-|\$)" | sort -r); do
-    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+    for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null && killed+=("$p") || true; done
     ip netns del "$ns" 2>/dev/null || true
     rm -rf "/etc/netns/$ns"
+  done
+  # SIGKILL is delivered asynchronously: wait until they are gone, so `down` returns clean.
+  for p in "${killed[@]}"; do
+    for i in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
   done
 }
 

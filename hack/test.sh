@@ -45,7 +45,10 @@ go test -tags e2e -p 1 -count=1 -timeout "${TEST_TIMEOUT:-40m}" -run "${TEST_RUN
 step "clusterset lifecycle: down, up, status, Karmada MCS switched on, down, up refused on a taken port; nothing left behind"
 source hack/versions.sh
 left() {
-  pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller|nodeagent|serve|request)|_output/clusterset/net/" || true
+  local p
+  for p in $(pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller|nodeagent|serve|request)|_output/clusterset/net/"); do
+    [ "$p" = $$ ] || ps -o pid=,args= -p "$p" 2>/dev/null || true
+  done
   ip netns list 2>/dev/null | grep "^cmcs${CMCS_PORT_BASE:-31000}-" || true
   ls -d /etc/netns/cmcs"${CMCS_PORT_BASE:-31000}"-* 2>/dev/null || true
 }

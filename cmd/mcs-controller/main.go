@@ -26,6 +26,8 @@ func main() {
 		leaderNS      string
 		workers       int
 		derivedPrefix string
+		memberFailure string
+		failureGrace  time.Duration
 		apiQPS        float64
 		apiBurst      int
 	)
@@ -35,6 +37,8 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader among replicas; only the leader writes")
 	flag.StringVar(&leaderNS, "leader-election-namespace", "karmada-system", "namespace of the leader election Lease on the Karmada control plane")
 	flag.IntVar(&workers, "workers", 4, "services reconciled in parallel")
+	flag.StringVar(&memberFailure, "member-failure", controller.MemberFailureDrain, "when Karmada reports a member not Ready: drain (withdraw its exported endpoints from every importer after --member-failure-grace, restore them when it is back) or keep (leave them, as Karmada does)")
+	flag.DurationVar(&failureGrace, "member-failure-grace", 60*time.Second, "how long a member may be not Ready before its endpoints are drained")
 	flag.Float64Var(&apiQPS, "kube-api-qps", 100, "requests per second to the Karmada apiserver (client-side limit)")
 	flag.IntVar(&apiBurst, "kube-api-burst", 200, "burst of requests to the Karmada apiserver")
 	flag.StringVar(&derivedPrefix, "derived-prefix", "derived-", "prefix of derived Service names (Karmada's is derived-)")
@@ -73,7 +77,8 @@ func main() {
 		log.Error(err, "creating the manager")
 		os.Exit(1)
 	}
-	c, err := controller.New(cfg, controller.Options{DerivedPrefix: derivedPrefix, Workers: workers})
+	c, err := controller.New(cfg, controller.Options{DerivedPrefix: derivedPrefix, Workers: workers,
+		MemberFailure: memberFailure, FailureGrace: failureGrace})
 	if err != nil {
 		log.Error(err, "creating the controller")
 		os.Exit(1)

@@ -15,6 +15,7 @@ type Controller struct {
 	t       testing.TB
 	env     *Env
 	args    []string
+	nbase   int // args before the test's extra flags
 	cmd     *exec.Cmd
 	log     *bytes.Buffer
 	mu      *sync.Mutex
@@ -42,6 +43,7 @@ func (e *Env) StartControllerWith(t testing.TB, kubeconfig string, extra ...stri
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics),
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", c.probe),
 	}, extra...)
+	c.nbase = len(c.args) - len(extra)
 	c.start()
 	t.Cleanup(func() {
 		c.Stop()
@@ -99,6 +101,13 @@ func (c *Controller) Stop() {
 	case <-time.After(10 * time.Second):
 		c.Kill()
 	}
+}
+
+// RestartWith stops the controller and starts it again with other extra flags.
+func (c *Controller) RestartWith(extra ...string) {
+	c.Stop()
+	c.args = append(c.args[:c.nbase:c.nbase], extra...)
+	c.start()
 }
 
 // Log returns what the process printed so far (all runs).

@@ -375,7 +375,7 @@ func (a *agent) teardown(key string, sb *sandbox) {
 	for i, d := range sb.done {
 		select {
 		case <-d:
-		case <-time.After(5 * time.Second):
+		case <-time.After(2 * time.Second):
 			_ = syscall.Kill(-sb.procs[i].Process.Pid, syscall.SIGKILL)
 			<-d
 		}
@@ -413,14 +413,18 @@ func (a *agent) teardownAll() {
 	}
 	a.mu.Unlock()
 	sort.Strings(keys)
+	// In parallel: whoever stops the agent waits only a few seconds before killing it.
+	var wg sync.WaitGroup
 	for _, k := range keys {
 		a.mu.Lock()
 		sb := a.sandboxes[k]
 		a.mu.Unlock()
 		if sb != nil {
-			a.teardown(k, sb)
+			wg.Add(1)
+			go func() { defer wg.Done(); a.teardown(k, sb) }()
 		}
 	}
+	wg.Wait()
 }
 
 // removeStale deletes pod namespaces a previous, killed agent of this member left behind.

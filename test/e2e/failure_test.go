@@ -1,0 +1,109 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
+)
+
+func clustersetScript(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(env.Root, "hack", "clusterset.sh"), args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("hack/clusterset.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// karmadaReady returns member's Ready condition status in Karmada.
+func karmadaReady(member string) string {
+	out, _ := env.Run(clusterset.Karmada, "", "get", "cluster", member, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
+	return strings.TrimSpace(out)
+}
+
+// TestMemberFailure: member1, which exports echo to member2, loses its apiserver. Under the drain
+// policy, once Karmada reports it not Ready for the grace period its endpoints leave member2
+// (derived-echo stays, same ClusterIP) and come back when it is Ready again; under keep they stay.
+func TestMemberFailure(t *testing.T) {
+	ctx := context.Background()
+	env.PropagateMCSCRDs(t)
+	ctrl := env.StartController(t, "--member-failure=drain", "--member-failure-grace=5s")
+	ns := uniqueNS("failure")
+	exportEcho(t, ns, "10.10.6.6")
+	t.Cleanup(func() { clustersetScript(t, "up") }) // runs before the namespace cleanup: member1 back first
+	m2 := env.Client(t, clusterset.Member2)
+	endpoints := func() []string {
+		ips, _, err := readyIPs(ctx, m2, ns, "kubernetes.io/service-name=derived-echo")
+		if err != nil {
+			t.Fatalf("member2 slices: %v", err)
+		}
+		return ips
+	}
+	clusterset.Eventually(t, 30*time.Second, "derived-echo with member1's endpoint in member2", func() error {
+		if ips := endpoints(); !slices.Equal(ips, []string{"10.10.6.6"}) {
+			return fmt.Errorf("endpoints %v", ips)
+		}
+		return nil
+	})
+	svc, err := m2.CoreV1().Services(ns).Get(ctx, "derived-echo", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// drain
+	t0 := time.Now()
+	clustersetScript(t, "stop", "apiserver-member1")
+	clusterset.Eventually(t, 150*time.Second, "member1's endpoints drained from member2", func() error {
+		if ips := endpoints(); len(ips) != 0 {
+			return fmt.Errorf("endpoints %v (member1 Ready in Karmada: %q)", ips, karmadaReady("member1"))
+		}
+		return nil
+	})
+	t.Logf("drained %v after member1's apiserver stopped (Karmada's not-Ready detection + 5 s grace)", time.Since(t0).Round(time.Second))
+	if s, err := m2.CoreV1().Services(ns).Get(ctx, "derived-echo", metav1.GetOptions{}); err != nil || s.Spec.ClusterIP != svc.Spec.ClusterIP {
+		t.Errorf("derived-echo during the drain: err=%v; it must stay with ClusterIP %s", err, svc.Spec.ClusterIP)
+	}
+	if !strings.Contains(ctrl.Log(), "draining the cluster's exported endpoints") {
+		t.Errorf("the controller did not log the drain")
+	}
+	t1 := time.Now()
+	clustersetScript(t, "up")
+	clusterset.Eventually(t, 120*time.Second, "member1's endpoints back in member2", func() error {
+		if ips := endpoints(); !slices.Equal(ips, []string{"10.10.6.6"}) {
+			return fmt.Errorf("endpoints %v (member1 Ready in Karmada: %q)", ips, karmadaReady("member1"))
+		}
+		return nil
+	})
+	t.Logf("restored %v after member1's apiserver started again", time.Since(t1).Round(time.Second))
+
+	// keep
+	ctrl.RestartWith("--member-failure=keep", "--member-failure-grace=5s")
+	clusterset.Eventually(t, 60*time.Second, "member1 Ready in Karmada", func() error {
+		if r := karmadaReady("member1"); r != "True" {
+			return fmt.Errorf("Ready=%q", r)
+		}
+		return nil
+	})
+	clustersetScript(t, "stop", "apiserver-member1")
+	clusterset.Eventually(t, 150*time.Second, "Karmada reports member1 not Ready", func() error {
+		if r := karmadaReady("member1"); r == "True" {
+			return fmt.Errorf("Ready=%q", r)
+		}
+		return nil
+	})
+	time.Sleep(10 * time.Second) // twice the grace
+	if ips := endpoints(); !slices.Equal(ips, []string{"10.10.6.6"}) {
+		t.Errorf("keep policy: member2's endpoints %v while member1 is not Ready, want them kept", ips)
+	}
+	clustersetScript(t, "up")
+}
