@@ -208,7 +208,7 @@ func (b *controlBench) startOurs() error {
 	b.ours = exec.Command(b.controller, "--kubeconfig", b.karmadaKC, "--leader-elect=false",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0")
 	b.ours.Stdout, b.ours.Stderr = f, f
-	b.ours.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	b.ours.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return b.ours.Start()
 }
 

@@ -49,7 +49,7 @@ func (s *dnsServer) start(dir, cpu string) error {
 	s.cmd = exec.Command("taskset", "-c", cpu, s.bin, "-conf", conf)
 	s.cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	s.cmd.Stdout, s.cmd.Stderr = out, out
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return s.cmd.Start()
 }
 
