@@ -580,6 +580,10 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 	if err := b.namespace(ctx, ns); err != nil {
 		return 0, 0, 0, err
 	}
+	// Deferred calls run last first: the namespace is cleaned up while mode's controller still
+	// runs (so it removes its own Works and derived objects), then the controller is stopped.
+	defer func() { _ = b.switchKarmadaMCS("off") }()
+	defer b.stopOurs()
 	defer b.cleanup(ctx, ns)
 	t0 := time.Now()
 	parallel := func(f func(i int) error) error {
@@ -740,11 +744,6 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 		peak = kb
 	}
 	if err != nil {
-		return 0, 0, 0, err
-	}
-	if mode == "ours" {
-		b.stopOurs()
-	} else if err := b.switchKarmadaMCS("off"); err != nil {
 		return 0, 0, 0, err
 	}
 	return conv, peak / 1024, cpu1 - cpu0, nil
