@@ -31,6 +31,9 @@ func karmadaReady(member string) string {
 	return strings.TrimSpace(out)
 }
 
+// TestMemberFailure runs last in this package (file name): after member1's apiserver comes back,
+// Karmada takes a while to resume writing to it, which earlier tests' cleanups noticed.
+//
 // TestMemberFailure: member1, which exports echo to member2, loses its apiserver. Under the drain
 // policy, once Karmada reports it not Ready for the grace period its endpoints leave member2
 // (derived-echo stays, same ClusterIP) and come back when it is Ready again; under keep they stay.
