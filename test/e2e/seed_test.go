@@ -57,10 +57,14 @@ func TestSeedStep1(t *testing.T) {
 	if _, err := m1.AppsV1().Deployments("default").Get(ctx, "serve", metav1.GetOptions{}); err != nil {
 		t.Fatalf("Deployment serve in member1: %v", err)
 	}
-	svc, err := m1.CoreV1().Services("default").Get(ctx, "serve", metav1.GetOptions{})
-	if err != nil {
-		t.Fatalf("Service serve in member1: %v", err)
-	}
+	// Karmada propagates the Deployment and the Service separately: the pod can run before the
+	// Service is there.
+	var svc *corev1.Service
+	clusterset.Eventually(t, 30*time.Second, "Service serve in member1", func() error {
+		var err error
+		svc, err = m1.CoreV1().Services("default").Get(ctx, "serve", metav1.GetOptions{})
+		return err
+	})
 	if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 80 || svc.Spec.Ports[0].TargetPort.IntValue() != 8080 {
 		t.Errorf("Service serve ports = %+v, want 80 -> 8080", svc.Spec.Ports)
 	}
