@@ -127,7 +127,7 @@ func derivedService(ns, name, derived string, exporters []exporter, imp importer
 	}
 	// A headless export is imported headless: no ClusterIP, DNS answers with the endpoints
 	// (the oldest exporter decides; exporters are ordered oldest first).
-	if exporters[0].service.Spec.ClusterIP == corev1.ClusterIPNone {
+	if importType(exporters[0].service.Spec) == "Headless" {
 		svc.Spec.ClusterIP = corev1.ClusterIPNone
 	}
 	// The oldest exporter's session affinity.
@@ -146,10 +146,7 @@ func unionPorts(exporters []exporter) []corev1.ServicePort {
 	seen := map[string]bool{}
 	for _, ex := range exporters {
 		for _, p := range ex.service.Spec.Ports {
-			proto := p.Protocol
-			if proto == "" {
-				proto = corev1.ProtocolTCP
-			}
+			proto := protocolOf(p)
 			byNum := fmt.Sprintf("p/%s/%d", proto, p.Port)
 			if seen["n/"+p.Name] || seen[byNum] {
 				continue
@@ -159,6 +156,13 @@ func unionPorts(exporters []exporter) []corev1.ServicePort {
 		}
 	}
 	return out
+}
+
+func protocolOf(p corev1.ServicePort) corev1.Protocol {
+	if p.Protocol == "" {
+		return corev1.ProtocolTCP
+	}
+	return p.Protocol
 }
 
 // conflict is a property on which an exporter disagrees with the oldest export (which wins).
@@ -176,72 +180,63 @@ func conflicts(exporters []exporter) []conflict {
 	}
 	first := exporters[0]
 	fs := first.service.Spec
+	merged := unionPorts(exporters)
 	var out []conflict
 	add := func(ex exporter, reason, what, theirs, ours string) {
 		out = append(out, conflict{reason, fmt.Sprintf("%s: %s of %s (%s) conflicts with %s's (%s), the oldest export, which is used",
 			ex.cluster, what, ex.service.Namespace+"/"+ex.service.Name, theirs, first.cluster, ours)})
 	}
-	headless := func(s corev1.ServiceSpec) string {
-		if s.ClusterIP == corev1.ClusterIPNone {
-			return "Headless"
-		}
-		return "ClusterSetIP"
-	}
-	portsByName := map[string]corev1.ServicePort{}
-	portsByNum := map[string]corev1.ServicePort{}
-	for _, ex := range exporters {
-		for _, p := range ex.service.Spec.Ports {
-			proto := p.Protocol
-			if proto == "" {
-				proto = corev1.ProtocolTCP
-			}
-			p.Protocol = proto
-			num := fmt.Sprintf("%s/%d", proto, p.Port)
-			if _, ok := portsByName[p.Name]; !ok {
-				if _, ok := portsByNum[num]; !ok {
-					portsByName[p.Name], portsByNum[num] = p, p
-				}
-			}
-		}
-	}
 	for _, ex := range exporters[1:] {
 		es := ex.service.Spec
+		port := portConflict(es.Ports, merged)
 		switch {
-		case headless(es) != headless(fs):
-			add(ex, "TypeConflict", "the type", headless(es), headless(fs))
-		case portConflict(es.Ports, portsByName, portsByNum) != "":
+		case importType(es) != importType(fs):
+			add(ex, "TypeConflict", "the type", importType(es), importType(fs))
+		case port != "":
 			out = append(out, conflict{"PortConflict", fmt.Sprintf("%s: port %s of %s conflicts with an older export's; the oldest export's port is used",
-				ex.cluster, portConflict(es.Ports, portsByName, portsByNum), ex.service.Namespace+"/"+ex.service.Name)})
-		case es.SessionAffinity != fs.SessionAffinity && !(es.SessionAffinity == "" && fs.SessionAffinity == corev1.ServiceAffinityNone) &&
-			!(fs.SessionAffinity == "" && es.SessionAffinity == corev1.ServiceAffinityNone):
-			add(ex, "SessionAffinityConflict", "the session affinity", string(es.SessionAffinity), string(fs.SessionAffinity))
-		case fs.SessionAffinity == corev1.ServiceAffinityClientIP && affinityTimeout(es) != affinityTimeout(fs):
+				ex.cluster, port, ex.service.Namespace+"/"+ex.service.Name)})
+		case affinity(es) != affinity(fs):
+			add(ex, "SessionAffinityConflict", "the session affinity", affinity(es), affinity(fs))
+		case affinity(fs) == string(corev1.ServiceAffinityClientIP) && affinityTimeout(es) != affinityTimeout(fs):
 			add(ex, "SessionAffinityConfigConflict", "the session affinity timeout", fmt.Sprint(affinityTimeout(es)), fmt.Sprint(affinityTimeout(fs)))
-		case policy(es.InternalTrafficPolicy) != policy(fs.InternalTrafficPolicy):
-			add(ex, "InternalTrafficPolicyConflict", "the internal traffic policy", policy(es.InternalTrafficPolicy), policy(fs.InternalTrafficPolicy))
-		case str(es.TrafficDistribution) != str(fs.TrafficDistribution):
-			add(ex, "TrafficDistributionConflict", "the traffic distribution", str(es.TrafficDistribution), str(fs.TrafficDistribution))
+		case trafficPolicy(es) != trafficPolicy(fs):
+			add(ex, "InternalTrafficPolicyConflict", "the internal traffic policy", trafficPolicy(es), trafficPolicy(fs))
+		case trafficDistribution(es) != trafficDistribution(fs):
+			add(ex, "TrafficDistributionConflict", "the traffic distribution", trafficDistribution(es), trafficDistribution(fs))
 		}
 	}
 	return out
 }
 
-// portConflict names the first port that shares a name, or a protocol and number, with the
-// merged ports but differs in the other.
-func portConflict(ports []corev1.ServicePort, byName, byNum map[string]corev1.ServicePort) string {
+// portConflict names the first port that shares a name, or a protocol and number, with a merged
+// port but differs in the other.
+func portConflict(ports, merged []corev1.ServicePort) string {
 	for _, p := range ports {
-		proto := p.Protocol
-		if proto == "" {
-			proto = corev1.ProtocolTCP
-		}
-		if w, ok := byName[p.Name]; ok && (w.Port != p.Port || w.Protocol != proto) {
-			return fmt.Sprintf("%q %s/%d (used: %s/%d)", p.Name, proto, p.Port, w.Protocol, w.Port)
-		}
-		if w, ok := byNum[fmt.Sprintf("%s/%d", proto, p.Port)]; ok && w.Name != p.Name {
-			return fmt.Sprintf("%s/%d named %q (used: %q)", proto, p.Port, p.Name, w.Name)
+		proto := protocolOf(p)
+		for _, w := range merged {
+			switch {
+			case w.Name == p.Name && (w.Port != p.Port || w.Protocol != proto):
+				return fmt.Sprintf("%q %s/%d (used: %s/%d)", p.Name, proto, p.Port, w.Protocol, w.Port)
+			case w.Protocol == proto && w.Port == p.Port && w.Name != p.Name:
+				return fmt.Sprintf("%s/%d named %q (used: %q)", proto, p.Port, p.Name, w.Name)
+			}
 		}
 	}
 	return ""
+}
+
+func importType(s corev1.ServiceSpec) string {
+	if s.ClusterIP == corev1.ClusterIPNone {
+		return "Headless"
+	}
+	return "ClusterSetIP"
+}
+
+func affinity(s corev1.ServiceSpec) string {
+	if s.SessionAffinity == "" {
+		return string(corev1.ServiceAffinityNone)
+	}
+	return string(s.SessionAffinity)
 }
 
 func affinityTimeout(s corev1.ServiceSpec) int32 {
@@ -251,18 +246,18 @@ func affinityTimeout(s corev1.ServiceSpec) int32 {
 	return corev1.DefaultClientIPServiceAffinitySeconds
 }
 
-func policy(p *corev1.ServiceInternalTrafficPolicy) string {
-	if p == nil {
+func trafficPolicy(s corev1.ServiceSpec) string {
+	if s.InternalTrafficPolicy == nil {
 		return string(corev1.ServiceInternalTrafficPolicyCluster)
 	}
-	return string(*p)
+	return string(*s.InternalTrafficPolicy)
 }
 
-func str(p *string) string {
-	if p == nil {
+func trafficDistribution(s corev1.ServiceSpec) string {
+	if s.TrafficDistribution == nil {
 		return ""
 	}
-	return *p
+	return *s.TrafficDistribution
 }
 
 // mirrorSlice copies a source slice for the importer: the derived Service's name for kube-proxy,

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -192,10 +193,11 @@ func TestConflicts(t *testing.T) {
 			ports := unionPorts(ex)
 			names, nums := map[string]bool{}, map[string]bool{}
 			for _, p := range ports {
-				if names[p.Name] || nums[string(p.Protocol)+"/"+string(rune(p.Port))] {
+				num := fmt.Sprintf("%s/%d", p.Protocol, p.Port)
+				if names[p.Name] || nums[num] {
 					t.Fatalf("union %+v repeats a port", ports)
 				}
-				names[p.Name], nums[string(p.Protocol)+"/"+string(rune(p.Port))] = true, true
+				names[p.Name], nums[num] = true, true
 			}
 			if ports[0].Port != 80 || ports[0].Name != "http" {
 				t.Errorf("union %+v: the oldest export's http/80 must win", ports)

@@ -54,15 +54,13 @@ func main() {
 		os.Exit(2)
 	}
 	cfg, err := config.GetConfigWithContext(kubecontext)
-	if err == nil {
-		// controller-runtime's default (20 QPS) made 1,000 exports take minutes: every export
-		// writes a Work per importer and a status.
-		cfg.QPS, cfg.Burst = float32(apiQPS), apiBurst
-	}
 	if err != nil {
 		log.Error(err, "no configuration for the Karmada control plane")
 		os.Exit(1)
 	}
+	// controller-runtime's default (20 QPS) made 1,000 exports take minutes: every export writes
+	// Works per importer and a status.
+	cfg.QPS, cfg.Burst = float32(apiQPS), apiBurst
 	lease := 15 * time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
