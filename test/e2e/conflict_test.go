@@ -15,34 +15,6 @@ import (
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
 )
 
-// echoIn writes, in member, Service echo with one port and one ready endpoint, and its
-// ServiceExport.
-func echoIn(t *testing.T, member, ns, ip string, port int) {
-	t.Helper()
-	env.KubectlT(t, member, fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: %[1]s}
-spec:
-  ports: [{name: http, port: %[3]d, protocol: TCP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: echo-manual
-  namespace: %[1]s
-  labels: {kubernetes.io/service-name: echo}
-addressType: IPv4
-ports: [{name: http, port: %[3]d, protocol: TCP}]
-endpoints:
-- addresses: [%[2]q]
-  conditions: {ready: true}
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: {name: echo, namespace: %[1]s}
-`, ns, ip, port), "apply", "-f", "-")
-}
-
 // TestConflictingExports: the same service exported from member1 (first) and member2 with a port
 // that has the same name and another number. Both exports get Conflict=True/PortConflict naming
 // the clusters; the import is one service with the endpoints of both and member1's port (oldest
@@ -58,11 +30,7 @@ func TestConflictingExports(t *testing.T) {
 	echoIn(t, clusterset.Member1, ns, "10.10.9.1", 8080)
 	time.Sleep(1100 * time.Millisecond) // creationTimestamp has one-second resolution: member1's export is older
 	echoIn(t, clusterset.Member2, ns, "10.12.9.1", 9090)
-	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceImport
-metadata: {name: echo, namespace: %s}
-spec: {type: ClusterSetIP, ports: [{name: http, port: 8080, protocol: TCP}]}
-`, ns), "apply", "-f", "-")
+	importEcho(t, ns)
 
 	for _, m := range []string{clusterset.Member1, clusterset.Member2} {
 		expectConditions(t, m, ns, "echo", map[string]string{"Valid": "True/Valid", "Conflict": "True/PortConflict"})

@@ -511,11 +511,19 @@ func memberNamespace(t *testing.T, ns, derived string) {
 func exportEcho(t *testing.T, ns, ip string) {
 	t.Helper()
 	memberNamespace(t, ns, "derived-echo")
-	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: v1
+	echoIn(t, clusterset.Member1, ns, ip, 8080)
+	importEcho(t, ns)
+}
+
+// echoIn writes, in member, Service echo with one port and one ready endpoint, and its
+// ServiceExport.
+func echoIn(t *testing.T, member, ns, ip string, port int) {
+	t.Helper()
+	env.KubectlT(t, member, fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: echo, namespace: %[1]s}
 spec:
-  ports: [{name: http, port: 8080, protocol: TCP}]
+  ports: [{name: http, port: %[3]d, protocol: TCP}]
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -524,7 +532,7 @@ metadata:
   namespace: %[1]s
   labels: {kubernetes.io/service-name: echo}
 addressType: IPv4
-ports: [{name: http, port: 8080, protocol: TCP}]
+ports: [{name: http, port: %[3]d, protocol: TCP}]
 endpoints:
 - addresses: [%[2]q]
   conditions: {ready: true}
@@ -532,10 +540,15 @@ endpoints:
 apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceExport
 metadata: {name: echo, namespace: %[1]s}
-`, ns, ip), "apply", "-f", "-")
+`, ns, ip, port), "apply", "-f", "-")
+}
+
+// importEcho imports echo (http 8080) into member2.
+func importEcho(t *testing.T, ns string) {
+	t.Helper()
 	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceImport
-metadata: {name: echo, namespace: %[1]s}
+metadata: {name: echo, namespace: %s}
 spec: {type: ClusterSetIP, ports: [{name: http, port: 8080, protocol: TCP}]}
 `, ns), "apply", "-f", "-")
 }
