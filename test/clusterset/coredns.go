@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -163,18 +164,28 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 
 // HTTPOK reports whether url answers 200 OK.
 func HTTPOK(url string) error {
+	_, err := Get(url)
+	return err
+}
+
+// Get returns the body of url (a metrics page, say); an error unless the status is 200.
+func Get(url string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return err
+		return "", err
 	}
-	resp.Body.Close()
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s: %s", url, resp.Status)
+		return "", fmt.Errorf("%s: %s", url, resp.Status)
 	}
-	return nil
+	return string(body), nil
 }
 
 // DigResult is what dig printed: the status (NOERROR, NXDOMAIN, …), the answer records' data

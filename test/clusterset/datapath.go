@@ -53,6 +53,16 @@ func (e *Env) script(args ...string) (string, error) {
 	return string(out), err
 }
 
+// Script runs hack/clusterset.sh with args (stop NAME, up, …) and fails the test if it fails.
+func (e *Env) Script(t testing.TB, args ...string) string {
+	t.Helper()
+	out, err := e.script(args...)
+	if err != nil {
+		t.Fatalf("hack/clusterset.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
 // RunPod creates a one-container pod (restartPolicy Never) in member and waits until the node agent
 // gave it a network namespace; it is deleted when the test ends.
 func (e *Env) RunPod(t testing.TB, member, ns, name, image string, args ...string) *corev1.Pod {
@@ -93,13 +103,19 @@ func (e *Env) RunPod(t testing.TB, member, ns, name, image string, args ...strin
 	return pod
 }
 
+// podDir is where the node agent keeps a pod's state (its namespace's name, logs, exit codes).
+func (e *Env) podDir(member string, p *corev1.Pod) string {
+	return filepath.Join(e.Vars["CMCS_PODS_DIR"], member, fmt.Sprintf("%s_%s_%s", p.Namespace, p.Name, p.UID))
+}
+
+// podNetns asks `hack/clusterset.sh netns` (the command the README gives) for the pod's network
+// namespace.
 func (e *Env) podNetns(member string, p *corev1.Pod) (string, error) {
-	f := filepath.Join(e.Vars["CMCS_PODS_DIR"], member, fmt.Sprintf("%s_%s_%s", p.Namespace, p.Name, p.UID), "netns")
-	b, err := os.ReadFile(f)
+	out, err := e.script("netns", member, p.Namespace+"/"+p.Name)
 	if err != nil {
-		return "", fmt.Errorf("no network namespace for pod %s/%s yet: %v", p.Namespace, p.Name, err)
+		return "", fmt.Errorf("no network namespace for pod %s/%s yet: %v: %s", p.Namespace, p.Name, err, strings.TrimSpace(out))
 	}
-	return strings.TrimSpace(string(b)), nil
+	return strings.TrimSpace(out), nil
 }
 
 // PodNetns returns the network namespace the node agent made for pod.
@@ -139,7 +155,7 @@ func InNetns(netns string, args ...string) (string, error) {
 // PodExited reports (as nil) whether every container process of pod has exited; kwok keeps such a
 // pod Running, the node agent records the exit.
 func (e *Env) PodExited(member string, pod *corev1.Pod) error {
-	dir := filepath.Join(e.Vars["CMCS_PODS_DIR"], member, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID))
+	dir := e.podDir(member, pod)
 	for _, c := range pod.Spec.Containers {
 		b, err := os.ReadFile(filepath.Join(dir, c.Name+".exit"))
 		if err != nil {

@@ -5,8 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,18 +15,26 @@ import (
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
 )
 
-func clustersetScript(t *testing.T, args ...string) {
-	t.Helper()
-	out, err := exec.Command(filepath.Join(env.Root, "hack", "clusterset.sh"), args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("hack/clusterset.sh %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
 // karmadaReady returns member's Ready condition status in Karmada.
 func karmadaReady(member string) string {
 	out, _ := env.Run(clusterset.Karmada, "", "get", "cluster", member, "-o", `jsonpath={.status.conditions[?(@.type=="Ready")].status}`)
 	return strings.TrimSpace(out)
+}
+
+// expectDrainedGauge checks the controller's coredns_mcs_controller_member_drained for member1.
+func expectDrainedGauge(t *testing.T, ctrl *clusterset.Controller, want string) {
+	t.Helper()
+	line := `coredns_mcs_controller_member_drained{cluster="member1"} ` + want
+	clusterset.Eventually(t, 10*time.Second, line+" on the controller's metrics", func() error {
+		body, err := clusterset.Get(ctrl.Metrics)
+		if err != nil {
+			return err
+		}
+		if !strings.Contains(body, line+"\n") {
+			return fmt.Errorf("not there")
+		}
+		return nil
+	})
 }
 
 // TestMemberFailure runs last in this package (file name): after member1's apiserver comes back,
@@ -43,7 +49,7 @@ func TestMemberFailure(t *testing.T) {
 	ctrl := env.StartController(t, "--member-failure=drain", "--member-failure-grace=5s")
 	ns := uniqueNS("failure")
 	exportEcho(t, ns, "10.10.6.6")
-	t.Cleanup(func() { clustersetScript(t, "up") }) // runs before the namespace cleanup: member1 back first
+	t.Cleanup(func() { env.Script(t, "up") }) // runs before the namespace cleanup: member1 back first
 	m2 := env.Client(t, clusterset.Member2)
 	endpoints := func() []string {
 		ips, _, err := readyIPs(ctx, m2, ns, "kubernetes.io/service-name=derived-echo")
@@ -65,7 +71,7 @@ func TestMemberFailure(t *testing.T) {
 
 	// drain
 	t0 := time.Now()
-	clustersetScript(t, "stop", "apiserver-member1")
+	env.Script(t, "stop", "apiserver-member1")
 	clusterset.Eventually(t, 150*time.Second, "member1's endpoints drained from member2", func() error {
 		if ips := endpoints(); len(ips) != 0 {
 			return fmt.Errorf("endpoints %v (member1 Ready in Karmada: %q)", ips, karmadaReady("member1"))
@@ -79,8 +85,9 @@ func TestMemberFailure(t *testing.T) {
 	if !strings.Contains(ctrl.Log(), "draining the cluster's exported endpoints") {
 		t.Errorf("the controller did not log the drain")
 	}
+	expectDrainedGauge(t, ctrl, "1")
 	t1 := time.Now()
-	clustersetScript(t, "up")
+	env.Script(t, "up")
 	clusterset.Eventually(t, 120*time.Second, "member1's endpoints back in member2", func() error {
 		if ips := endpoints(); !slices.Equal(ips, []string{"10.10.6.6"}) {
 			return fmt.Errorf("endpoints %v (member1 Ready in Karmada: %q)", ips, karmadaReady("member1"))
@@ -88,6 +95,7 @@ func TestMemberFailure(t *testing.T) {
 		return nil
 	})
 	t.Logf("restored %v after member1's apiserver started again", time.Since(t1).Round(time.Second))
+	expectDrainedGauge(t, ctrl, "0")
 
 	// keep
 	ctrl.RestartWith("--member-failure=keep", "--member-failure-grace=5s")
@@ -97,7 +105,7 @@ func TestMemberFailure(t *testing.T) {
 		}
 		return nil
 	})
-	clustersetScript(t, "stop", "apiserver-member1")
+	env.Script(t, "stop", "apiserver-member1")
 	clusterset.Eventually(t, 150*time.Second, "Karmada reports member1 not Ready", func() error {
 		if r := karmadaReady("member1"); r == "True" {
 			return fmt.Errorf("Ready=%q", r)
@@ -108,5 +116,5 @@ func TestMemberFailure(t *testing.T) {
 	if ips := endpoints(); !slices.Equal(ips, []string{"10.10.6.6"}) {
 		t.Errorf("keep policy: member2's endpoints %v while member1 is not Ready, want them kept", ips)
 	}
-	clustersetScript(t, "up")
+	env.Script(t, "up")
 }
