@@ -38,7 +38,7 @@ var (
 
 type controlBench struct {
 	karmada, m1, m2        kubernetes.Interface
-	kdyn                   dynamic.Interface
+	kdyn, m1dyn, m2dyn     dynamic.Interface
 	clusterset, controller string
 	karmadaKC, membersKC   string
 	dir                    string
@@ -71,15 +71,14 @@ func cmdControl(args []string) error {
 	for _, c := range []struct {
 		kc, ctx string
 		dst     *kubernetes.Interface
-	}{{*karmadaKC, "karmada-apiserver", &b.karmada}, {*membersKC, "member1", &b.m1}, {*membersKC, "member2", &b.m2}} {
+		dyn     *dynamic.Interface
+	}{{*karmadaKC, "karmada-apiserver", &b.karmada, &b.kdyn}, {*membersKC, "member1", &b.m1, &b.m1dyn}, {*membersKC, "member2", &b.m2, &b.m2dyn}} {
 		cfg, err := restConfig(c.kc, c.ctx)
 		if err != nil {
 			return err
 		}
 		*c.dst = kubernetes.NewForConfigOrDie(cfg)
-		if c.ctx == "karmada-apiserver" {
-			b.kdyn = dynamic.NewForConfigOrDie(cfg)
-		}
+		*c.dyn = dynamic.NewForConfigOrDie(cfg)
 	}
 	ctx := context.Background()
 	b.dns = &dnsServer{name: "coredns-mcs-member2", bin: *ours, port: *dnsPort, corefile: fmt.Sprintf(
@@ -176,18 +175,6 @@ func cmdControl(args []string) error {
 
 // switchKarmadaMCS runs hack/clusterset.sh up with CMCS_KARMADA_MCS (restarts only Karmada's
 // controller-manager when the setting changes).
-func (b *controlBench) memberDynamic() (dynamic.Interface, dynamic.Interface, error) {
-	var out [2]dynamic.Interface
-	for i, ctx := range []string{"member1", "member2"} {
-		cfg, err := restConfig(b.membersKC, ctx)
-		if err != nil {
-			return nil, nil, err
-		}
-		out[i] = dynamic.NewForConfigOrDie(cfg)
-	}
-	return out[0], out[1], nil
-}
-
 func (b *controlBench) switchKarmadaMCS(v string) error {
 	cmd := exec.Command(b.clusterset, "up")
 	cmd.Env = append(os.Environ(), "CMCS_KARMADA_MCS="+v)
@@ -443,11 +430,7 @@ func (b *controlBench) propagationRun(ctx context.Context, mode, ns string, n, c
 		return nil, nil, nil, nil, err
 	}
 	defer close(dst.stop)
-	m1dyn, _, err := b.memberDynamic()
-	if err != nil {
-		return nil, nil, nil, nil, err
-	}
-	seW, err := watchNames(m1dyn, seGVR, ns)
+	seW, err := watchNames(b.m1dyn, seGVR, ns)
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
@@ -586,29 +569,6 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 	defer b.stopOurs()
 	defer b.cleanup(ctx, ns)
 	t0 := time.Now()
-	parallel := func(f func(i int) error) error {
-		jobs := make(chan int)
-		errs := make(chan error, n)
-		var wg sync.WaitGroup
-		for w := 0; w < 16; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range jobs {
-					if err := f(i); err != nil && !apierrors.IsAlreadyExists(err) {
-						errs <- err
-					}
-				}
-			}()
-		}
-		for i := 0; i < n; i++ {
-			jobs <- i
-		}
-		close(jobs)
-		wg.Wait()
-		close(errs)
-		return <-errs
-	}
 	service := func(i int) *corev1.Service {
 		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svcName(i)}, Spec: corev1.ServiceSpec{
 			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}}
@@ -619,11 +579,7 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 				return 0, 0, 0, err
 			}
 		}
-		m1dyn, m2dyn, err := b.memberDynamic()
-		if err != nil {
-			return 0, 0, 0, err
-		}
-		err = parallel(func(i int) error {
+		err := parallel(n, func(i int) error {
 			if _, err := b.m1.CoreV1().Services(ns).Create(ctx, service(i), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 				return err
 			}
@@ -632,7 +588,7 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 				gvr  schema.GroupVersionResource
 				kind string
 				spec map[string]any
-			}{{m1dyn, seGVR, "ServiceExport", nil}, {m1dyn, siGVR, "ServiceImport", siSpec()}, {m2dyn, siGVR, "ServiceImport", siSpec()}} {
+			}{{b.m1dyn, seGVR, "ServiceExport", nil}, {b.m1dyn, siGVR, "ServiceImport", siSpec()}, {b.m2dyn, siGVR, "ServiceImport", siSpec()}} {
 				u := &unstructured.Unstructured{Object: mcsObject(x.kind, svcName(i), x.spec)}
 				if _, err := x.d.Resource(x.gvr).Namespace(ns).Create(ctx, u, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 					return err
@@ -652,7 +608,7 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 				return 0, 0, 0, err
 			}
 		}
-		err := parallel(func(i int) error {
+		err := parallel(n, func(i int) error {
 			if _, err := b.karmada.CoreV1().Services(ns).Create(ctx, service(i), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 				return err
 			}
@@ -669,16 +625,16 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 			if err != nil || len(s.Items) < n {
 				return false, err
 			}
-			si, err := b.m2.DiscoveryV1().RESTClient().Get().AbsPath("/apis/multicluster.x-k8s.io/v1alpha1/namespaces/" + ns + "/serviceimports").DoRaw(ctx)
+			si, err := b.m2dyn.Resource(siGVR).Namespace(ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return false, err
 			}
-			return strings.Count(string(si), `"kind":"ServiceImport"`) >= n, nil
+			return len(si.Items) >= n, nil
 		}); err != nil {
 			return 0, 0, 0, err
 		}
 	}
-	err = parallel(func(i int) error {
+	err = parallel(n, func(i int) error {
 		name := svcName(i)
 		s := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: name + "-1", Labels: map[string]string{
 			"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": "bench.coredns-mcs.io"}},

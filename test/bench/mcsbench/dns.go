@@ -11,7 +11,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -101,13 +100,12 @@ func waitAnswer(s *dnsServer, name string, qtype uint16, n int, timeout time.Dur
 
 // dataset is what the DNS servers serve, written into one member's apiserver.
 type dataset struct {
-	ns                      string
-	imports, headless, eps  int
-	slicesPerImport         int
-	kube                    kubernetes.Interface
-	dyn                     dynamic.Interface
-	zone                    string
-	csipNames, headlessName []string
+	ns                     string
+	imports, headless, eps int
+	slicesPerImport        int
+	kube                   kubernetes.Interface
+	dyn                    dynamic.Interface
+	zone                   string
 }
 
 func (d *dataset) csipName(i int) string        { return fmt.Sprintf("svc-%05d", i) }
@@ -120,30 +118,10 @@ func (d *dataset) create(ctx context.Context) error {
 	if _, err := d.kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: d.ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return err
 	}
-	type job func() error
-	jobs := make(chan job)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var firstErr error
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for j := range jobs {
-				if err := j(); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = err
-					}
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	for i := 0; i < d.imports; i++ {
-		svc := d.csipName(i)
-		vip := fmt.Sprintf("10.%d.%d.%d", 200+i/65536, (i/256)%256, i%256)
-		jobs <- func() error {
+	err := parallel(d.imports+d.headless, func(i int) error {
+		if i < d.imports {
+			svc := d.csipName(i)
+			vip := fmt.Sprintf("10.%d.%d.%d", 200+i/65536, (i/256)%256, i%256)
 			if err := d.createImport(ctx, svc, "ClusterSetIP", []string{vip}); err != nil {
 				return err
 			}
@@ -154,24 +132,19 @@ func (d *dataset) create(ctx context.Context) error {
 			}
 			return nil
 		}
-	}
-	for i := 0; i < d.headless; i++ {
-		svc := d.headlessSvcName(i)
+		h := i - d.imports
+		svc := d.headlessSvcName(h)
 		var ips []string
 		for e := 0; e < d.eps; e++ {
-			ips = append(ips, fmt.Sprintf("10.99.%d.%d", i, e+1))
+			ips = append(ips, fmt.Sprintf("10.99.%d.%d", h, e+1))
 		}
-		jobs <- func() error {
-			if err := d.createImport(ctx, svc, "Headless", nil); err != nil {
-				return err
-			}
-			return d.createSlice(ctx, svc, 0, ips)
+		if err := d.createImport(ctx, svc, "Headless", nil); err != nil {
+			return err
 		}
-	}
-	close(jobs)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
+		return d.createSlice(ctx, svc, 0, ips)
+	})
+	if err != nil {
+		return err
 	}
 	logf("dataset %s: %d ClusterSetIP imports (%d slice(s) each), %d headless imports with %d endpoints, written in %v",
 		d.ns, d.imports, d.slicesPerImport, d.headless, d.eps, time.Since(t0).Round(time.Millisecond))

@@ -14,11 +14,11 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
@@ -270,8 +270,10 @@ func cmdDNS(args []string) error {
 }
 
 func deleteNamespace(ctx context.Context, kube kubernetes.Interface, ns string) error {
-	if err := kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); err != nil {
+	if err := kube.CoreV1().Namespaces().Delete(ctx, ns, metav1.DeleteOptions{}); apierrors.IsNotFound(err) {
 		return nil
+	} else if err != nil {
+		return fmt.Errorf("deleting namespace %s: %w", ns, err)
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -282,5 +284,3 @@ func deleteNamespace(ctx context.Context, kube kubernetes.Interface, ns string) 
 	}
 	return fmt.Errorf("namespace %s not gone after 5 minutes", ns)
 }
-
-var _ = filepath.Join

@@ -7,7 +7,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // sample is a set of measurements of one figure (one per run).
@@ -98,6 +101,32 @@ func memKB(pid int, field string) (float64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
+}
+
+// parallel runs f(0) … f(n-1) on 16 workers (the apiserver writes of a benchmark's setup) and
+// returns the first error; objects that already exist count as written.
+func parallel(n int, f func(i int) error) error {
+	jobs := make(chan int)
+	errs := make(chan error, n)
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range jobs {
+				if err := f(i); err != nil && !apierrors.IsAlreadyExists(err) {
+					errs <- err
+				}
+			}
+		}()
+	}
+	for i := 0; i < n; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	close(errs)
+	return <-errs
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
