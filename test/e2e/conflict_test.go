@@ -18,7 +18,8 @@ import (
 // TestConflictingExports: the same service exported from member1 (first) and member2 with a port
 // that has the same name and another number. Both exports get Conflict=True/PortConflict naming
 // the clusters; the import is one service with the endpoints of both and member1's port (oldest
-// export wins); once member2's port agrees, the conflict clears on both.
+// export wins); once member2's port agrees, the conflict clears on both. Then session affinity
+// and traffic distribution, the same way.
 func TestConflictingExports(t *testing.T) {
 	ctx := context.Background()
 	env.PropagateMCSCRDs(t)
@@ -64,7 +65,33 @@ func TestConflictingExports(t *testing.T) {
 
 	// member2 agrees now: the conflict clears on both exports.
 	echoIn(t, clusterset.Member2, ns, "10.12.9.1", 8080)
-	for _, m := range []string{clusterset.Member1, clusterset.Member2} {
-		expectConditions(t, m, ns, "echo", map[string]string{"Conflict": "False/NoConflicts", "Ready": "True/Exported"})
+	noConflict := func() {
+		t.Helper()
+		for _, m := range []string{clusterset.Member1, clusterset.Member2} {
+			expectConditions(t, m, ns, "echo", map[string]string{"Conflict": "False/NoConflicts", "Ready": "True/Exported"})
+		}
+	}
+	noConflict()
+
+	// Other properties, one at a time on member2's Service: the reason follows, member1's value
+	// (the oldest export's) is the one imported, and undoing it clears the conflict.
+	for _, tc := range []struct{ patch, undo, reason string }{
+		{`{"spec":{"sessionAffinity":"ClientIP"}}`, `{"spec":{"sessionAffinity":"None"}}`, "SessionAffinityConflict"},
+		{`{"spec":{"trafficDistribution":"PreferClose"}}`, `{"spec":{"trafficDistribution":null}}`, "TrafficDistributionConflict"},
+	} {
+		env.KubectlT(t, clusterset.Member2, "", "-n", ns, "patch", "service", "echo", "--type=merge", "-p", tc.patch)
+		for _, m := range []string{clusterset.Member1, clusterset.Member2} {
+			expectConditions(t, m, ns, "echo", map[string]string{"Conflict": "True/" + tc.reason})
+		}
+		svc, err := m2.CoreV1().Services(ns).Get(ctx, "derived-echo", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if svc.Spec.SessionAffinity == "ClientIP" || svc.Spec.TrafficDistribution != nil {
+			t.Errorf("%s: derived-echo took member2's value (sessionAffinity %s, trafficDistribution %v), want member1's", tc.reason,
+				svc.Spec.SessionAffinity, svc.Spec.TrafficDistribution)
+		}
+		env.KubectlT(t, clusterset.Member2, "", "-n", ns, "patch", "service", "echo", "--type=merge", "-p", tc.undo)
+		noConflict()
 	}
 }
