@@ -21,6 +21,28 @@ func karmadaReady(member string) string {
 	return strings.TrimSpace(out)
 }
 
+// waitKarmadaWrites waits until an object propagated by Karmada appears in member, then removes it.
+func waitKarmadaWrites(t *testing.T, member string) {
+	t.Helper()
+	name := fmt.Sprintf("probe-%d", time.Now().UnixNano()%1000000)
+	env.KubectlT(t, clusterset.Karmada, fmt.Sprintf(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: %[1]s, namespace: default}
+---
+apiVersion: policy.karmada.io/v1alpha1
+kind: PropagationPolicy
+metadata: {name: %[1]s, namespace: default}
+spec:
+  resourceSelectors: [{apiVersion: v1, kind: ConfigMap, name: %[1]s}]
+  placement: {clusterAffinity: {clusterNames: [%[2]s]}}
+`, name, member), "apply", "-f", "-")
+	defer env.Run(clusterset.Karmada, "", "-n", "default", "delete", "configmap,propagationpolicy", name, "--ignore-not-found")
+	clusterset.Eventually(t, 180*time.Second, "Karmada writing to "+member+" again", func() error {
+		_, err := env.Run(member, "", "-n", "default", "get", "configmap", name)
+		return err
+	})
+}
+
 // expectDrainedGauge checks the controller's coredns_mcs_controller_member_drained for member1.
 func expectDrainedGauge(t *testing.T, ctrl *clusterset.Controller, want string) {
 	t.Helper()
@@ -37,9 +59,6 @@ func expectDrainedGauge(t *testing.T, ctrl *clusterset.Controller, want string) 
 	})
 }
 
-// TestMemberFailure runs last in this package (file name): after member1's apiserver comes back,
-// Karmada takes a while to resume writing to it, which earlier tests' cleanups noticed.
-//
 // TestMemberFailure: member1, which exports echo to member2, loses its apiserver. Under the drain
 // policy, once Karmada reports it not Ready for the grace period its endpoints leave member2
 // (derived-echo stays, same ClusterIP) and come back when it is Ready again; under keep they stay.
@@ -49,7 +68,13 @@ func TestMemberFailure(t *testing.T) {
 	ctrl := env.StartController(t, "--member-failure=drain", "--member-failure-grace=5s")
 	ns := uniqueNS("failure")
 	exportEcho(t, ns, "10.10.6.6")
-	t.Cleanup(func() { env.Script(t, "up") }) // runs before the namespace cleanup: member1 back first
+	// Runs before the namespace cleanup: member1 back, and Karmada writing to it again (it reports
+	// the member Ready some time before its execution controller resumes; tests after this one
+	// depend on it).
+	t.Cleanup(func() {
+		env.Script(t, "up")
+		waitKarmadaWrites(t, clusterset.Member1)
+	})
 	m2 := env.Client(t, clusterset.Member2)
 	endpoints := func() []string {
 		ips, _, err := readyIPs(ctx, m2, ns, "kubernetes.io/service-name=derived-echo")
