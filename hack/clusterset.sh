@@ -327,10 +327,27 @@ EOF
   local f
   # The node's kubelet (kwok's server, which serves `kubectl logs` from the Logs objects the node
   # agent writes) is reached by the member's apiserver at the node's InternalDNS name, localhost:
-  # the InternalIP lives in the node's network namespace, which the host cannot reach.
+  # the InternalIP lives in the node's network namespace, which the host cannot reach. The stage
+  # always writes the whole address list: kwok's own template writes an empty one ("addresses:"
+  # with nothing under it) when it re-initializes a node that lost Ready (its member's apiserver
+  # was down, say) and has no Hostname address, and `kubectl logs` then fails with "no preferred
+  # addresses found".
   echo "---"
   grep -v '^---' "$s/node/fast/node-initialize.yaml" |
-    sed 's/^        type: InternalIP$/        type: InternalIP\n      - address: localhost\n        type: InternalDNS/'
+    awk -v ip="${NODE_IP[$c]}" -v host="$c-control-plane" '
+      /\{\{ \$hasInternalIP := false \}\}/ {
+        skip = 1
+        print "      addresses:"
+        print "      - address: \"" ip "\""
+        print "        type: InternalIP"
+        print "      - address: localhost"
+        print "        type: InternalDNS"
+        print "      - address: \"" host "\""
+        print "        type: Hostname"
+        next
+      }
+      skip && /\{\{ with NodePort \}\}/ { skip = 0 }
+      !skip'
   for f in "$s/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml" \
     "$s/pod/fast/pod-ready.yaml" "$s/pod/fast/pod-complete.yaml" "$s/pod/fast/pod-delete.yaml"; do
     echo "---"
