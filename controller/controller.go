@@ -64,9 +64,10 @@ type Controller struct {
 	dyn      dynamic.Interface
 	recorder record.EventRecorder
 
-	queue    workqueue.TypedRateLimitingInterface[string]
-	works    cache.SharedIndexInformer
-	clusters cache.SharedIndexInformer
+	queue     workqueue.TypedRateLimitingInterface[string]
+	works     cache.SharedIndexInformer
+	clusters  cache.SharedIndexInformer
+	templates *templates
 
 	mu         sync.RWMutex
 	members    map[string]*member
@@ -112,6 +113,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		notReady:   map[string]time.Time{},
 		drainedNow: map[string]bool{},
 	}
+	c.templates = &templates{disco: kube.Discovery(), dyn: dyn, enqueue: c.enqueue}
 	bc := record.NewBroadcaster()
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	c.recorder = bc.NewRecorder(runtime.NewScheme(), corev1.EventSource{Component: "coredns-mcs-controller"})
@@ -167,7 +169,8 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.ctx = ctx
 	go c.works.RunWithContext(ctx)
 	go c.clusters.RunWithContext(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), c.works.HasSynced, c.clusters.HasSynced) {
+	go c.templates.run(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), c.works.HasSynced, c.clusters.HasSynced, c.templates.synced) {
 		return fmt.Errorf("caches of the Karmada control plane did not sync")
 	}
 	c.started.Store(true)
@@ -195,7 +198,7 @@ func (c *Controller) Start(ctx context.Context) error {
 // Synced reports whether the controller has started and every member's caches are filled; the
 // readiness probe uses it.
 func (c *Controller) Synced() bool {
-	if !c.started.Load() {
+	if !c.started.Load() || !c.templates.synced() {
 		return false
 	}
 	c.mu.RLock()
@@ -290,7 +293,7 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	if old != nil && old.fingerprint == fp {
 		return nil
 	}
-	m, err := newMember(name, restConfigFor(endpoint, token, ca, insecure), fp, c.enqueue)
+	m, err := newMember(name, restConfigFor(endpoint, token, ca, insecure), fp, c.enqueue, c.enqueueNamespace)
 	if err != nil {
 		return err
 	}
@@ -414,6 +417,22 @@ func (c *Controller) enqueueAll() {
 	}
 }
 
+// enqueueNamespace enqueues every service exported in namespace ns (a member just created it:
+// automatic imports reach it).
+func (c *Controller) enqueueNamespace(ns string) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, m := range c.members {
+		if _, ex, _ := m.mcsInformers(); ex != nil {
+			for _, k := range ex.GetStore().ListKeys() {
+				if strings.HasPrefix(k, ns+"/") {
+					c.enqueue(k)
+				}
+			}
+		}
+	}
+}
+
 func (c *Controller) snapshot() []*member {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -441,6 +460,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	ns, name, _ := strings.Cut(key, "/")
 	members := c.snapshot()
 	// Nothing is deleted before every cache is complete.
+	if !c.templates.synced() {
+		return time.Second, nil
+	}
 	for _, m := range members {
 		if !m.synced() {
 			return time.Second, nil
@@ -449,8 +471,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 
 	var states []*exportState
 	var exporters []exporter
-	drainedExports := 0
+	var drainedExports []string
 	var importers []importer
+	userImport := map[string]bool{}
 	created := map[string]metav1.Time{}
 	for _, m := range members {
 		_, exInf, imInf := m.mcsInformers()
@@ -460,7 +483,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		if obj, ok, _ := exInf.GetStore().GetByKey(key); ok && c.drained(m.name) {
 			// Not Ready past the grace: its endpoints leave every importer; the derived Service
 			// stays (below), so its ClusterIP survives the outage.
-			drainedExports++
+			drainedExports = append(drainedExports, m.name)
 		} else if ok {
 			se := obj.(*unstructured.Unstructured)
 			st := &exportState{m: m, obj: se}
@@ -478,6 +501,8 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 				st.valid = condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonValid,
 					"Service "+key+" is exported")
 				ex := exporter{cluster: m.name, clusterID: m.id, service: svcObj.(*corev1.Service)}
+				ex.exportedLabels, _, _ = unstructured.NestedStringMap(se.Object, "spec", "exportedLabels")
+				ex.exportedAnnotations, _, _ = unstructured.NestedStringMap(se.Object, "spec", "exportedAnnotations")
 				objs, _ := m.slices.GetIndexer().ByIndex(byServiceIndex, key)
 				for _, o := range objs {
 					if s := o.(*discoveryv1.EndpointSlice); exportable(s) {
@@ -489,17 +514,47 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 				st.exported = true
 			}
 		}
-		if obj, ok, _ := imInf.GetStore().GetByKey(key); ok {
+		// A ServiceImport the controller did not write (placed by the user's template, or by
+		// hand) makes its member an importer; ours only count below, in automatic mode.
+		if obj, ok, _ := imInf.GetStore().GetByKey(key); ok && obj.(*unstructured.Unstructured).GetLabels()[labelManagedBy] != ManagedBy {
 			importers = append(importers, importer{cluster: m.name, ports: importPorts(obj.(*unstructured.Unstructured))})
+			userImport[m.name] = true
 		}
 	}
 	sortExporters(exporters, created)
+
+	// Automatic imports (KEP-1645): with no ServiceImport template on the Karmada control plane,
+	// every member that has the namespace imports the service, exporters included, and gets its
+	// ServiceImport from us; they go when the last export does.
+	auto := !c.templates.has(key) && (len(states) > 0 || len(drainedExports) > 0)
+	if auto {
+		derived := mcs.DerivedServiceName(c.opts.DerivedPrefix, ns, name)
+		for _, m := range members {
+			served := m.importGVR()
+			if served.Empty() || userImport[m.name] || !m.hasNamespace(ns) {
+				continue
+			}
+			// v1beta1 where both the member and the Karmada control plane serve it (Karmada maps
+			// a Work's manifests with the control plane's API); v1alpha1, which lacks ipFamilies,
+			// internalTrafficPolicy and trafficDistribution, otherwise.
+			siGVR := importGVRs[1]
+			if served == importGVRs[0] && c.templates.v1beta1.Load() {
+				siGVR = served
+			}
+			im := importer{cluster: m.name, auto: true, siGVR: siGVR}
+			if o, ok, _ := m.services.GetStore().GetByKey(ns + "/" + derived); ok {
+				im.derived = o.(*corev1.Service)
+			}
+			importers = append(importers, im)
+		}
+		sort.Slice(importers, func(i, j int) bool { return importers[i].cluster < importers[j].cluster })
+	}
 
 	desired, err := desiredWorks(ns, name, c.opts.DerivedPrefix, exporters, importers)
 	if err != nil {
 		return 0, err
 	}
-	if len(exporters) == 0 && (len(states) > 0 || drainedExports > 0) {
+	if len(exporters) == 0 && (len(states) > 0 || len(drainedExports) > 0) {
 		// Still exported, but no export is valid now (its Service was deleted, say): importers
 		// keep the derived Service they already have, so its ClusterIP survives while the
 		// import lives, with no endpoints. An export that never was valid gets nothing.
@@ -520,7 +575,25 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			pending = append(pending, strings.TrimPrefix(w.namespace, ExecutionNamespacePrefix))
 		}
 	}
+	// An automatic import whose ServiceImport waits for the derived Service's ClusterIP.
+	if len(exporters) > 0 {
+		has := map[string]bool{}
+		for _, w := range desired {
+			if w.name == workName("si", ns, name, "") {
+				has[w.cluster] = true
+			}
+		}
+		for _, im := range importers {
+			if im.auto && !has[im.cluster] {
+				pending = append(pending, im.cluster)
+			}
+		}
+	}
 	pending = uniqueSorted(pending)
+	what := "derived Service and EndpointSlices"
+	if auto {
+		what = "derived Service, EndpointSlices and ServiceImport"
+	}
 	var ready metav1.Condition
 	switch {
 	case len(importers) == 0:
@@ -532,10 +605,10 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 			names = append(names, im.cluster)
 		}
 		ready = condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonExported,
-			"derived Service and EndpointSlices applied in "+strings.Join(names, ", "))
+			what+" applied in "+strings.Join(names, ", "))
 	default:
 		ready = condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonPending,
-			"waiting for Karmada to apply the derived Service and EndpointSlices in "+strings.Join(pending, ", "))
+			"waiting for Karmada to apply the "+what+" in "+strings.Join(pending, ", "))
 	}
 
 	// Conflict (KEP-1645): on every export of the service, naming who disagrees with the oldest.
@@ -568,6 +641,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		if err := c.mirrorToKarmada(ctx, ns, name, template); err != nil {
 			return 0, fmt.Errorf("mirroring the ServiceExport status to the Karmada control plane: %w", err)
 		}
+	}
+	if err := c.writeImportStatuses(ctx, key, members, importers, exporters, states, drainedExports, pending); err != nil {
+		return 0, err
 	}
 	if len(pending) > 0 {
 		return 2 * time.Second, nil // Work status events requeue sooner; this is a safety net
@@ -927,7 +1003,8 @@ func (c *Controller) adoptOrphans(ctx context.Context, ns, name string, members 
 	return nil
 }
 
-// keptServiceWorks returns the existing derived-Service Works of ns/name in importers, unchanged.
+// keptServiceWorks returns the existing derived-Service and automatic ServiceImport Works of
+// ns/name in importers, unchanged.
 func (c *Controller) keptServiceWorks(ns, name string, importers []importer) []workObject {
 	imports := map[string]bool{}
 	for _, im := range importers {
@@ -937,7 +1014,8 @@ func (c *Controller) keptServiceWorks(ns, name string, importers []importer) []w
 	var out []workObject
 	for _, o := range objs {
 		u := o.(*unstructured.Unstructured)
-		if u.GetName() != workName("svc", ns, name, "") || !imports[u.GetNamespace()] || u.GetDeletionTimestamp() != nil {
+		kept := u.GetName() == workName("svc", ns, name, "") || u.GetName() == workName("si", ns, name, "")
+		if !kept || !imports[u.GetNamespace()] || u.GetDeletionTimestamp() != nil {
 			continue
 		}
 		manifests, _, _ := unstructured.NestedSlice(u.Object, "spec", "workload", "manifests")

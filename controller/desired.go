@@ -9,6 +9,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -16,6 +18,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 )
@@ -59,13 +62,23 @@ type exporter struct {
 	clusterID string // the id other clusters see (ClusterProperty cluster.clusterset.k8s.io, else the name)
 	service   *corev1.Service
 	slices    []*discoveryv1.EndpointSlice
+	// The ServiceExport's exportedLabels and exportedAnnotations (v1beta1): the only metadata
+	// an automatic ServiceImport carries.
+	exportedLabels, exportedAnnotations map[string]string
 }
 
-// importer is one member that imports a service (a ServiceImport of that name exists there).
+// importer is one member that imports a service: a ServiceImport of that name exists there
+// (placed by the user's template or written by hand), or, without a template, the namespace
+// exists there and the controller writes the ServiceImport itself (auto).
 type importer struct {
 	cluster string
-	// ports of the member's ServiceImport, if it lists any.
+	// ports of the member's own ServiceImport, if it lists any (never set for auto).
 	ports []corev1.ServicePort
+	// auto: the controller writes this member's ServiceImport, of version siGVR, whose spec.ips
+	// are the ClusterIPs of derived, the member's derived Service (nil until Karmada applied it).
+	auto    bool
+	siGVR   schema.GroupVersionResource
+	derived *corev1.Service
 }
 
 // workObject is one desired Work: its namespace/name and the single manifest it carries.
@@ -77,8 +90,10 @@ type workObject struct {
 	hash            string
 }
 
-// desiredWorks computes every Work the service ns/name needs: per importer, the derived Service
-// and one mirrored EndpointSlice per source slice of every valid exporter.
+// desiredWorks computes every Work the service ns/name needs: per importer, the derived Service,
+// one mirrored EndpointSlice per source slice of every valid exporter and, for automatic
+// imports, the ServiceImport (once the derived Service has its ClusterIP, so that the import is
+// never written without its spec.ips).
 func desiredWorks(ns, name, prefix string, exporters []exporter, importers []importer) ([]workObject, error) {
 	if len(exporters) == 0 {
 		return nil, nil
@@ -92,6 +107,15 @@ func desiredWorks(ns, name, prefix string, exporters []exporter, importers []imp
 			return nil, err
 		}
 		out = append(out, w)
+		if imp.auto {
+			if si := serviceImport(ns, name, exporters, imp); si != nil {
+				w, err := newWork(imp.cluster, workName("si", ns, name, ""), "", si)
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, w)
+			}
+		}
 		for _, ex := range exporters {
 			for _, src := range ex.slices {
 				es := mirrorSlice(ns, name, derived, ex.clusterID, src)
@@ -127,15 +151,103 @@ func derivedService(ns, name, derived string, exporters []exporter, imp importer
 	}
 	// A headless export is imported headless: no ClusterIP, DNS answers with the endpoints
 	// (the oldest exporter decides; exporters are ordered oldest first).
-	if importType(exporters[0].service.Spec) == "Headless" {
+	first := exporters[0].service.Spec
+	if importType(first) == "Headless" {
 		svc.Spec.ClusterIP = corev1.ClusterIPNone
 	}
+	// A dual-stack-capable export gets a ClusterIP of every family the importer has (the
+	// ServiceImport then carries one ClusterSetIP per family); the primary family is the export's.
+	if len(first.IPFamilies) > 0 && svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		svc.Spec.IPFamilies = first.IPFamilies[:1]
+		if p := first.IPFamilyPolicy; p != nil && *p != corev1.IPFamilyPolicySingleStack {
+			prefer := corev1.IPFamilyPolicyPreferDualStack
+			svc.Spec.IPFamilyPolicy = &prefer
+		}
+	}
 	// The oldest exporter's session affinity.
-	if first := exporters[0].service; first.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+	if first.SessionAffinity == corev1.ServiceAffinityClientIP {
 		svc.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
-		svc.Spec.SessionAffinityConfig = first.Spec.SessionAffinityConfig.DeepCopy()
+		svc.Spec.SessionAffinityConfig = first.SessionAffinityConfig.DeepCopy()
 	}
 	return svc
+}
+
+// serviceImport is the automatic ServiceImport of ns/name for an importer (mcs-api v1beta1
+// fields; an importer serving only v1alpha1 prunes what that version lacks): type, merged ports,
+// the oldest export's session affinity, traffic policy and distribution, spec.ips and ipFamilies
+// from the importer's derived Service, and, as metadata, only the oldest export's exportedLabels
+// and exportedAnnotations. Nil while a ClusterSetIP import's derived Service has no ClusterIP.
+func serviceImport(ns, name string, exporters []exporter, imp importer) map[string]any {
+	first := exporters[0]
+	fs := first.service.Spec
+	typ := importType(fs)
+	spec := map[string]any{"type": typ}
+	if d := imp.derived; d != nil && typ == "ClusterSetIP" && len(d.Spec.ClusterIPs) > 0 && d.Spec.ClusterIP != corev1.ClusterIPNone {
+		spec["ips"] = toAny(d.Spec.ClusterIPs)
+		fams := make([]string, 0, len(d.Spec.IPFamilies))
+		for _, f := range d.Spec.IPFamilies {
+			fams = append(fams, string(f))
+		}
+		spec["ipFamilies"] = toAny(fams)
+	} else if typ == "ClusterSetIP" {
+		return nil
+	} else if len(fs.IPFamilies) > 0 {
+		spec["ipFamilies"] = []any{string(fs.IPFamilies[0])}
+	}
+	var ports []any
+	for _, p := range unionPorts(exporters) {
+		pm := map[string]any{"port": int64(p.Port), "protocol": string(p.Protocol)}
+		if p.Name != "" {
+			pm["name"] = p.Name
+		}
+		if p.AppProtocol != nil {
+			pm["appProtocol"] = *p.AppProtocol
+		}
+		ports = append(ports, pm)
+	}
+	spec["ports"] = ports
+	spec["sessionAffinity"] = affinity(fs)
+	if affinity(fs) == string(corev1.ServiceAffinityClientIP) {
+		spec["sessionAffinityConfig"] = map[string]any{"clientIP": map[string]any{"timeoutSeconds": int64(affinityTimeout(fs))}}
+	}
+	if fs.InternalTrafficPolicy != nil {
+		spec["internalTrafficPolicy"] = string(*fs.InternalTrafficPolicy)
+	}
+	if fs.TrafficDistribution != nil {
+		spec["trafficDistribution"] = *fs.TrafficDistribution
+	}
+	labels := map[string]any{}
+	for k, v := range first.exportedLabels {
+		labels[k] = v
+	}
+	labels[labelManagedBy] = ManagedBy
+	md := map[string]any{"name": name, "namespace": ns, "labels": labels}
+	if len(first.exportedAnnotations) > 0 {
+		ann := map[string]any{}
+		for k, v := range first.exportedAnnotations {
+			ann[k] = v
+		}
+		md["annotations"] = ann
+	}
+	if imp.siGVR.Version == "v1alpha1" { // fields v1alpha1 does not have (the member would prune them)
+		delete(spec, "ipFamilies")
+		delete(spec, "internalTrafficPolicy")
+		delete(spec, "trafficDistribution")
+	}
+	return map[string]any{
+		"apiVersion": imp.siGVR.GroupVersion().String(),
+		"kind":       "ServiceImport",
+		"metadata":   md,
+		"spec":       spec,
+	}
+}
+
+func toAny(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
 }
 
 // unionPorts merges the exporters' Service ports, oldest exporter first, by name then by
@@ -199,10 +311,16 @@ func conflicts(exporters []exporter) []conflict {
 			add(ex, "SessionAffinityConflict", "the session affinity", affinity(es), affinity(fs))
 		case affinity(fs) == string(corev1.ServiceAffinityClientIP) && affinityTimeout(es) != affinityTimeout(fs):
 			add(ex, "SessionAffinityConfigConflict", "the session affinity timeout", fmt.Sprint(affinityTimeout(es)), fmt.Sprint(affinityTimeout(fs)))
+		case !maps.Equal(ex.exportedLabels, first.exportedLabels):
+			add(ex, "LabelsConflict", "the exportedLabels", showMap(ex.exportedLabels), showMap(first.exportedLabels))
+		case !maps.Equal(ex.exportedAnnotations, first.exportedAnnotations):
+			add(ex, "AnnotationsConflict", "the exportedAnnotations", showMap(ex.exportedAnnotations), showMap(first.exportedAnnotations))
 		case trafficPolicy(es) != trafficPolicy(fs):
 			add(ex, "InternalTrafficPolicyConflict", "the internal traffic policy", trafficPolicy(es), trafficPolicy(fs))
 		case trafficDistribution(es) != trafficDistribution(fs):
 			add(ex, "TrafficDistributionConflict", "the traffic distribution", trafficDistribution(es), trafficDistribution(fs))
+		case ipFamily(es) != ipFamily(fs):
+			add(ex, "IPFamilyConflict", "the primary IP family", ipFamily(es), ipFamily(fs))
 		}
 	}
 	return out
@@ -223,6 +341,26 @@ func portConflict(ports, merged []corev1.ServicePort) string {
 		}
 	}
 	return ""
+}
+
+// showMap renders a label or annotation set in a stable order.
+func showMap(m map[string]string) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := slices.Sorted(maps.Keys(m))
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ",")
+}
+
+func ipFamily(s corev1.ServiceSpec) string {
+	if len(s.IPFamilies) == 0 {
+		return string(corev1.IPv4Protocol)
+	}
+	return string(s.IPFamilies[0])
 }
 
 func importType(s corev1.ServiceSpec) string {

@@ -53,13 +53,15 @@ type member struct {
 	kube        kubernetes.Interface
 	dyn         dynamic.Interface
 
-	services, slices cache.SharedIndexInformer
+	services, slices, namespaces cache.SharedIndexInformer
 
 	mu         sync.Mutex
 	seGVR      schema.GroupVersionResource
+	siGVR      schema.GroupVersionResource
 	exports    cache.SharedIndexInformer
 	imports    cache.SharedIndexInformer
 	apiMissing atomic.Bool
+	cancelMCS  context.CancelFunc
 
 	cancel context.CancelFunc
 }
@@ -80,8 +82,9 @@ func fingerprint(endpoint string, token, ca []byte, insecure bool) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// newMember builds the clients and informers of a member; enqueue receives service keys.
-func newMember(name string, cfg *rest.Config, fp string, enqueue func(string)) (*member, error) {
+// newMember builds the clients and informers of a member; enqueue receives service keys,
+// enqueueNamespace the name of a namespace that appeared (its services may be imported there now).
+func newMember(name string, cfg *rest.Config, fp string, enqueue, enqueueNamespace func(string)) (*member, error) {
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -100,7 +103,22 @@ func newMember(name string, cfg *rest.Config, fp string, enqueue func(string)) (
 			}
 			return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
 		}})
+	m.namespaces = kube.Informer[*corev1.NamespaceList](kc.CoreV1().Namespaces(), "", &corev1.Namespace{}, cache.Indexers{})
+	if _, err := m.namespaces.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if o, ok := obj.(metav1.Object); ok {
+				enqueueNamespace(o.GetName())
+			}
+		},
+	}); err != nil {
+		return nil, err
+	}
 	if _, err := m.services.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string {
+		// Our derived Services name the imported service in the MCS label: their ClusterIP goes
+		// into the automatic ServiceImport's spec.ips.
+		if svc := o.GetLabels()[mcs.LabelServiceName]; svc != "" && o.GetLabels()[labelManagedBy] == ManagedBy {
+			return o.GetNamespace() + "/" + svc
+		}
 		return o.GetNamespace() + "/" + o.GetName()
 	})); err != nil {
 		return nil, err
@@ -137,6 +155,7 @@ func (m *member) start(parent context.Context, enqueue func(string)) {
 	m.cancel = cancel
 	go m.services.RunWithContext(ctx)
 	go m.slices.RunWithContext(ctx)
+	go m.namespaces.RunWithContext(ctx)
 	go m.discoverMCS(ctx, enqueue)
 }
 
@@ -153,38 +172,40 @@ func (m *member) discoverMCS(ctx context.Context, enqueue func(string)) {
 	for {
 		se, okSE := firstServed(m, exportGVRs)
 		si, okSI := firstServed(m, importGVRs)
-		if okSE && okSI {
+		curSE, _, _ := m.mcsInformers()
+		switch {
+		case okSE && okSI && (se != curSE || si != m.importGVR()):
+			// First seen, or the member now serves a preferred version (the CRDs were upgraded
+			// to v1beta1, whose fields v1alpha1 reads would prune): (re)start the MCS informers.
+			if !curSE.Empty() {
+				logger.Info("the member serves another MCS API version now; re-watching", "serviceexports", se.GroupVersion().String())
+			}
 			m.startMCS(ctx, se, si, enqueue)
-			logger.Info("watching the MCS API", "serviceexports", se.GroupVersion().String(), "clusterID", m.id)
+			logger.Info("watching the MCS API", "serviceexports", se.GroupVersion().String(), "serviceimports", si.GroupVersion().String(), "clusterID", m.id)
 			m.apiMissing.Store(false)
-			return
+		case !okSE || !okSI:
+			if curSE.Empty() {
+				m.apiMissing.Store(true)
+				if !logged {
+					logger.Info("member does not serve the MCS API (ServiceExport/ServiceImport CRDs) yet; waiting for it")
+					logged = true
+				}
+			}
 		}
-		m.apiMissing.Store(true)
-		if !logged {
-			logger.Info("member does not serve the MCS API (ServiceExport/ServiceImport CRDs) yet; waiting for it")
-			logged = true
+		wait := 2 * time.Second
+		if !curSE.Empty() || okSE && okSI {
+			wait = 30 * time.Second
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(2 * time.Second):
+		case <-time.After(wait):
 		}
 	}
 }
 
 func firstServed(m *member, gvrs []schema.GroupVersionResource) (schema.GroupVersionResource, bool) {
-	for _, gvr := range gvrs {
-		list, err := m.kube.Discovery().ServerResourcesForGroupVersion(gvr.GroupVersion().String())
-		if err != nil {
-			continue
-		}
-		for _, r := range list.APIResources {
-			if r.Name == gvr.Resource {
-				return gvr, true
-			}
-		}
-	}
-	return schema.GroupVersionResource{}, false
+	return servedGVR(m.kube.Discovery(), gvrs)
 }
 
 // clusterID is the member's ClusterProperty cluster.clusterset.k8s.io, else its Karmada name.
@@ -200,7 +221,10 @@ func (m *member) clusterID(ctx context.Context) string {
 	return m.name
 }
 
-func (m *member) startMCS(ctx context.Context, se, si schema.GroupVersionResource, enqueue func(string)) {
+// startMCS (re)starts the ServiceExport and ServiceImport informers on versions se and si; the
+// previous ones, if any, stop.
+func (m *member) startMCS(parent context.Context, se, si schema.GroupVersionResource, enqueue func(string)) {
+	ctx, cancel := context.WithCancel(parent)
 	mk := func(gvr schema.GroupVersionResource) cache.SharedIndexInformer {
 		inf := kube.Informer[*unstructured.UnstructuredList](m.dyn.Resource(gvr).Namespace(metav1.NamespaceAll), "",
 			&unstructured.Unstructured{}, cache.Indexers{})
@@ -209,10 +233,28 @@ func (m *member) startMCS(ctx context.Context, se, si schema.GroupVersionResourc
 		return inf
 	}
 	m.mu.Lock()
+	if m.cancelMCS != nil {
+		m.cancelMCS()
+	}
+	m.cancelMCS = cancel
 	m.seGVR = se
+	m.siGVR = si
 	m.exports = mk(se)
 	m.imports = mk(si)
 	m.mu.Unlock()
+}
+
+// importGVR is the ServiceImport version the member serves (v1beta1 preferred); zero if none.
+func (m *member) importGVR() schema.GroupVersionResource {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.siGVR
+}
+
+// hasNamespace reports whether namespace ns exists (and is not being deleted) in the member.
+func (m *member) hasNamespace(ns string) bool {
+	o, ok, _ := m.namespaces.GetStore().GetByKey(ns)
+	return ok && o.(*corev1.Namespace).DeletionTimestamp == nil
 }
 
 func (m *member) mcsInformers() (schema.GroupVersionResource, cache.SharedIndexInformer, cache.SharedIndexInformer) {
@@ -224,7 +266,7 @@ func (m *member) mcsInformers() (schema.GroupVersionResource, cache.SharedIndexI
 // synced reports whether everything the member serves is in the caches; a member that does not
 // serve the MCS API yet counts as synced (it exports and imports nothing).
 func (m *member) synced() bool {
-	if !m.services.HasSynced() || !m.slices.HasSynced() {
+	if !m.services.HasSynced() || !m.slices.HasSynced() || !m.namespaces.HasSynced() {
 		return false
 	}
 	_, ex, im := m.mcsInformers()

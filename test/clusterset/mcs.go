@@ -69,3 +69,24 @@ func (e *Env) ApplyMCSCRDs(t testing.TB) {
 	}
 	e.KubectlT(t, Karmada, "", "apply", "--server-side", flag, dir)
 }
+
+// UseMCSAPICRDs installs the mcs-api v0.5.2 CRDs (manifests/crds: v1alpha1 and v1beta1 served,
+// v1beta1 stored) in both members directly, over the v1alpha1-only copies Karmada propagated (the
+// Karmada control plane keeps its copy: the seed's v1alpha1 policies need Karmada to watch
+// v1alpha1, see hack/clusterset.sh), and waits until both members serve v1beta1. There is no way
+// back (v1beta1 becomes a stored version): later tests see members serving both versions, as
+// hack/bench.sh sets them up. Karmada's Work for those CRDs then fails to apply its older copy,
+// which changes nothing else.
+func (e *Env) UseMCSAPICRDs(t testing.TB) {
+	t.Helper()
+	e.PropagateMCSCRDs(t)
+	for _, member := range []string{Member1, Member2} {
+		e.KubectlT(t, member, "", "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(e.Root, "manifests", "crds"))
+		for _, r := range []string{"serviceexports", "serviceimports"} {
+			Eventually(t, 90*time.Second, member+" serves "+r+".v1beta1.multicluster.x-k8s.io", func() error {
+				_, err := e.Run(member, "", "get", r+".v1beta1.multicluster.x-k8s.io", "-A")
+				return err
+			})
+		}
+	}
+}

@@ -190,6 +190,22 @@ func TestSeedFlow(t *testing.T) {
 	}
 	expectConditions(t, clusterset.Member1, "default", "serve", map[string]string{"Valid": "True/Valid", "Ready": "True/Exported"})
 	expectConditions(t, clusterset.Karmada, "default", "serve", map[string]string{"Valid": "True/Valid", "Ready": "True/Exported"})
+	// The template places the import: the controller writes no ServiceImport (none in member1,
+	// the user's in member2), and reports on the user's: status.clusters and Ready.
+	expectUserImportKept(t, clusterset.Member2, "default", "serve")
+	if _, err := env.Dynamic(t, clusterset.Member1).Resource(siGVR).Namespace("default").Get(ctx, "serve", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("ServiceImport serve in member1 (the template places it in member2 only): err=%v, want NotFound", err)
+	}
+	clusterset.Eventually(t, 30*time.Second, "member2's ServiceImport: status.clusters [member1]", func() error {
+		si, err := env.Dynamic(t, clusterset.Member2).Resource(siGVR).Namespace("default").Get(ctx, "serve", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if got := importClusters(si); !slices.Equal(got, []string{"member1"}) {
+			return fmt.Errorf("status.clusters %v", got)
+		}
+		return nil
+	})
 	r := clusterset.Dig(t, dns.Addr, "serve.default.svc.clusterset.local.", "A")
 	if r.Status != "NOERROR" || !slices.Equal(r.Answers, []string{derived.Spec.ClusterIP}) {
 		t.Errorf("dig serve.default.svc.clusterset.local: %s %v, want %s", r.Status, r.Answers, derived.Spec.ClusterIP)
@@ -257,11 +273,49 @@ func TestSeedFlow(t *testing.T) {
 		})
 	})
 
-	t.Run("ServiceImport deleted", func(t *testing.T) {
+	// Without a template the import is automatic (KEP-1645): the controller writes the
+	// ServiceImports, in member2 (keeping its derived Service and ClusterIP) and in member1 too;
+	// with the template back, the user's placement decides again and ours go.
+	t.Run("ServiceImport template deleted and re-applied", func(t *testing.T) {
+		before, err := m2.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
 		env.KubectlT(t, clusterset.Karmada, "", "delete", "-f", env.Seed("03-import.yaml"))
-		expectGone(t, m2, "derived-serve")
+		for _, m := range []string{clusterset.Member1, clusterset.Member2} {
+			clusterset.Eventually(t, 60*time.Second, m+": the controller's own ServiceImport serve", func() error {
+				si, err := env.Dynamic(t, m).Resource(siGVR).Namespace("default").Get(ctx, "serve", metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				if si.GetLabels()["app.kubernetes.io/managed-by"] != ourManager {
+					return fmt.Errorf("labels %v: not ours yet", si.GetLabels())
+				}
+				return nil
+			})
+		}
+		autoImportOf(t, clusterset.Member2, "default", "serve")
+		autoImportOf(t, clusterset.Member1, "default", "serve")
+		if after, err := m2.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{}); err != nil || after.Spec.ClusterIP != before.Spec.ClusterIP {
+			t.Errorf("member2's derived-serve ClusterIP %v (err=%v), want %s kept", after.Spec.ClusterIP, err, before.Spec.ClusterIP)
+		}
+
 		env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed("03-import.yaml"))
-		expectSlices(60*time.Second, "re-imported")
+		expectGone(t, m1, "derived-serve")
+		clusterset.Eventually(t, 90*time.Second, "member2's ServiceImport is the template's again", func() error {
+			si, err := env.Dynamic(t, clusterset.Member2).Resource(siGVR).Namespace("default").Get(ctx, "serve", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if si.GetLabels()["app.kubernetes.io/managed-by"] == ourManager {
+				return fmt.Errorf("still ours")
+			}
+			return nil
+		})
+		if _, err := env.Dynamic(t, clusterset.Member1).Resource(siGVR).Namespace("default").Get(ctx, "serve", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("member1's automatic ServiceImport left after the template came back: err=%v", err)
+		}
+		expectSlices(90*time.Second, "re-imported")
 	})
 
 	if t.Failed() {
