@@ -464,16 +464,21 @@ func newWork(cluster, name, source string, obj any) (workObject, error) {
 	if err := json.Unmarshal(raw, &m); err != nil {
 		return workObject{}, err
 	}
-	// Never carry server-set fields. Objects of these names belong to this controller (derived-*
-	// is the reserved naming Karmada uses too): a leftover of an earlier Work is taken over rather
-	// than left unmanaged, which is what Karmada does without this annotation.
+	// Never carry server-set fields. Derived objects belong to this controller (derived-* is the
+	// reserved naming Karmada uses too): a leftover of an earlier Work is taken over rather than
+	// left unmanaged, which is what Karmada does without this annotation.
 	if md, ok := m["metadata"].(map[string]any); ok {
 		delete(md, "creationTimestamp")
 		ann, _ := md["annotations"].(map[string]any)
 		if ann == nil {
 			ann = map[string]any{}
 		}
-		ann["work.karmada.io/conflict-resolution"] = "overwrite"
+		// A ServiceImport is the exception: one that exists already is the user's (written by
+		// hand, or placed by a template a moment ago), and Karmada must refuse to apply ours over
+		// it; the controller then sees the user's import and withdraws its own Work.
+		if m["kind"] != "ServiceImport" {
+			ann["work.karmada.io/conflict-resolution"] = "overwrite"
+		}
 		md["annotations"] = ann
 		// Karmada deletes (and updates) member objects only when they carry its managed label.
 		labels, _ := md["labels"].(map[string]any)

@@ -96,6 +96,9 @@ func TestAutomaticServiceImport(t *testing.T) {
 			t.Errorf("%s: port %v", cluster, port)
 		}
 		md := si["metadata"].(map[string]any)
+		if md["annotations"].(map[string]any)["work.karmada.io/conflict-resolution"] != nil {
+			t.Errorf("%s: a ServiceImport Work must never overwrite an existing (the user's) import", cluster)
+		}
 		labels := md["labels"].(map[string]any)
 		if labels["team"] != "web" || labels["from-service"] != nil || labels[labelManagedBy] != ManagedBy {
 			t.Errorf("%s: labels %v: want the exportedLabels (and ours), never the Service's", cluster, labels)

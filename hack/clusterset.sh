@@ -9,6 +9,9 @@
 # Environment:
 #   CMCS_PORT_BASE      first port of the block of ~40 ports used on 127.0.0.1 (default 31000)
 #   CMCS_KARMADA_MCS    on|off: run Karmada's built-in MCS controllers (default off: ours replaces them)
+#   CMCS_KARMADA_API_QPS N: client limits of karmada-controller-manager and karmada-scheduler
+#                       (QPS N, burst 2N, towards the control plane and the members); default:
+#                       Karmada's own (40/60)
 #   CMCS_MCS_CRDS       karmada|mcs-api: the MCS CRDs on the Karmada control plane (see bootstrap_karmada)
 #   CMCS_DATAPATH       auto|on|off: pods that really run, kube-proxy and cluster DNS in network
 #                       namespaces (see "data path" below; auto = on when root with ip/iptables/socat)
@@ -22,6 +25,7 @@ source "$here/versions.sh"
 DIR=${CMCS_CLUSTERSET_DIR:-$repo/_output/clusterset}
 P=${CMCS_PORT_BASE:-31000}
 KARMADA_MCS=${CMCS_KARMADA_MCS:-off}
+KARMADA_QPS=${CMCS_KARMADA_API_QPS:-}
 MCS_CRDS=${CMCS_MCS_CRDS:-karmada}
 DATAPATH=${CMCS_DATAPATH:-auto}
 MEMBERS=(member1 member2)
@@ -279,21 +283,29 @@ start_karmada() {
 }
 
 start_karmada_controllers() {
-  local want
+  local want limits=() sched_limits=()
   want=$(karmada_controllers)
-  if running karmada-controller-manager && [ "$(cat "$DIR/karmada-controllers" 2>/dev/null)" != "$want" ]; then
-    log "karmada-controller-manager: switching --controllers to '$want' (CMCS_KARMADA_MCS=$KARMADA_MCS)"
+  if [ -n "$KARMADA_QPS" ]; then
+    limits=(--kube-api-qps "$KARMADA_QPS" --kube-api-burst $((KARMADA_QPS * 2)) --cluster-api-qps "$KARMADA_QPS" --cluster-api-burst $((KARMADA_QPS * 2)))
+    sched_limits=(--kube-api-qps "$KARMADA_QPS" --kube-api-burst $((KARMADA_QPS * 2)))
+  fi
+  if running karmada-controller-manager && [ "$(cat "$DIR/karmada-controllers" 2>/dev/null)" != "$want ${limits[*]}" ]; then
+    log "karmada-controller-manager: switching to --controllers '$want' ${limits[*]} (CMCS_KARMADA_MCS=$KARMADA_MCS)"
     stop karmada-controller-manager
   fi
-  echo "$want" >"$DIR/karmada-controllers"
+  if running karmada-scheduler && [ "$(cat "$DIR/karmada-scheduler-limits" 2>/dev/null)" != "${sched_limits[*]}" ]; then
+    stop karmada-scheduler
+  fi
+  echo "$want ${limits[*]}" >"$DIR/karmada-controllers"
+  echo "${sched_limits[*]}" >"$DIR/karmada-scheduler-limits"
   start karmada-controller-manager "$KARMADA_CM_METRICS_PORT" "$KARMADA_CM_HEALTH_PORT" -- \
     "$KARMADA_DIR/karmada-controller-manager" --kubeconfig "$KCFG/karmada.config" \
-    --cluster-status-update-frequency 10s --controllers "$want" --leader-elect=false \
+    --cluster-status-update-frequency 10s --controllers "$want" --leader-elect=false "${limits[@]}" \
     --metrics-bind-address "127.0.0.1:$KARMADA_CM_METRICS_PORT" \
     --health-probe-bind-address "127.0.0.1:$KARMADA_CM_HEALTH_PORT"
   start karmada-scheduler "$KARMADA_SCHED_METRICS_PORT" "$KARMADA_SCHED_HEALTH_PORT" -- \
     "$KARMADA_DIR/karmada-scheduler" --kubeconfig "$KCFG/karmada.config" --leader-elect=false \
-    --enable-scheduler-estimator=false \
+    --enable-scheduler-estimator=false "${sched_limits[@]}" \
     --metrics-bind-address "127.0.0.1:$KARMADA_SCHED_METRICS_PORT" \
     --health-probe-bind-address "127.0.0.1:$KARMADA_SCHED_HEALTH_PORT"
 }

@@ -28,10 +28,10 @@ func TestConflictingExports(t *testing.T) {
 	memberNamespace(t, ns, "derived-echo")
 	m2 := env.Client(t, clusterset.Member2)
 
+	importEcho(t, ns)
 	echoIn(t, clusterset.Member1, ns, "10.10.9.1", 8080)
 	time.Sleep(1100 * time.Millisecond) // creationTimestamp has one-second resolution: member1's export is older
 	echoIn(t, clusterset.Member2, ns, "10.12.9.1", 9090)
-	importEcho(t, ns)
 
 	for _, m := range []string{clusterset.Member1, clusterset.Member2} {
 		expectConditions(t, m, ns, "echo", map[string]string{"Valid": "True/Valid", "Conflict": "True/PortConflict"})

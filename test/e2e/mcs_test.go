@@ -102,10 +102,12 @@ func expectConditions(t *testing.T, ctxName, ns, name string, want map[string]st
 // and the workload gone from member1, so the next test starts from nothing.
 func deleteSeed(t testing.TB) {
 	t.Helper()
-	for _, f := range []string{"03-import.yaml", "02-export.yaml", "01-workload.yaml"} {
+	// The export first: without it the template's deletion would turn the import automatic.
+	for _, f := range []string{"02-export.yaml", "03-import.yaml", "01-workload.yaml"} {
 		env.Run(clusterset.Karmada, "", "delete", "--ignore-not-found", "-f", env.Seed(f))
 	}
 	expectGone(t, env.Client(t, clusterset.Member2), "derived-serve")
+	expectGone(t, env.Client(t, clusterset.Member1), "derived-serve")
 	m1 := env.Client(t, clusterset.Member1)
 	clusterset.Eventually(t, 60*time.Second, "serve gone from member1", func() error {
 		ctx := context.Background()
@@ -559,14 +561,15 @@ func memberNamespace(t *testing.T, ns, derived string) {
 	}
 }
 
-// exportEcho creates, in a new namespace ns, Service echo with one ready endpoint ip and a
-// ServiceExport in member1, and a ServiceImport in member2, all directly in the members (no
-// Karmada template); memberNamespace's cleanup removes them.
+// exportEcho creates, in a new namespace ns, a ServiceImport in member2, then Service echo with
+// one ready endpoint ip and a ServiceExport in member1, all directly in the members (no Karmada
+// template: member1 imports it automatically, member2 through its own import, written first so
+// that it is the user's); memberNamespace's cleanup removes them.
 func exportEcho(t *testing.T, ns, ip string) {
 	t.Helper()
 	memberNamespace(t, ns, "derived-echo")
-	echoIn(t, clusterset.Member1, ns, ip, 8080)
 	importEcho(t, ns)
+	echoIn(t, clusterset.Member1, ns, ip, 8080)
 }
 
 // echoIn writes, in member, Service echo with one port and one ready endpoint, and its
