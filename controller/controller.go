@@ -845,8 +845,12 @@ func (c *Controller) applyWorks(ctx context.Context, ns, name string, desired []
 		// Karmada's execution controller deletes a Work's object from the member only if its own
 		// cache of that member already holds the object; for a Work applied a moment ago it may
 		// not, and the object would be left behind, unmanaged. So a young or not yet applied
-		// Work is first emptied (a slice loses its endpoints at once) and deleted a little later.
-		if age := time.Since(u.GetCreationTimestamp().Time); age < minWorkAge || !workApplied(u) {
+		// Work is first emptied (a slice loses its endpoints at once) and deleted a little later:
+		// once Karmada reports it applied, or failed (nothing of it reached the member), or at
+		// the latest after maxWorkWait (a member that stays unreachable); whatever is left then
+		// is adopted (adoptOrphans) and deleted through Karmada.
+		age := time.Since(u.GetCreationTimestamp().Time)
+		if applied, known := workAppliedState(u); age < minWorkAge || (!applied && !known && age < maxWorkWait) {
 			if err := c.emptyWork(ctx, u); err != nil {
 				return nil, err
 			}
@@ -867,8 +871,12 @@ func (c *Controller) applyWorks(ctx context.Context, ns, name string, desired []
 	return applied, nil
 }
 
-// minWorkAge is how long a Work lives at least before it is deleted (see applyWorks).
-const minWorkAge = 5 * time.Second
+// minWorkAge is how long a Work lives at least before it is deleted; maxWorkWait how long a Work
+// Karmada has not reported on is kept before it is deleted anyway (see applyWorks).
+const (
+	minWorkAge  = 5 * time.Second
+	maxWorkWait = time.Minute
+)
 
 // emptyWork removes the endpoints from an EndpointSlice Work that is about to go, once.
 func (c *Controller) emptyWork(ctx context.Context, u *unstructured.Unstructured) error {
@@ -902,6 +910,14 @@ func (c *Controller) emptyWork(ctx context.Context, u *unstructured.Unstructured
 	return nil
 }
 
+func toAnyMap(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
 func ptrUID(u *unstructured.Unstructured) *types.UID {
 	uid := u.GetUID()
 	return &uid
@@ -909,12 +925,19 @@ func ptrUID(u *unstructured.Unstructured) *types.UID {
 
 // workApplied reports Karmada's Applied condition on a Work.
 func workApplied(u *unstructured.Unstructured) bool {
+	applied, _ := workAppliedState(u)
+	return applied
+}
+
+// workAppliedState reports whether Karmada applied a Work, and whether it has said so either way
+// (Applied True or False).
+func workAppliedState(u *unstructured.Unstructured) (applied, known bool) {
 	for _, cond := range readConditions(u) {
 		if cond.Type == "Applied" {
-			return cond.Status == metav1.ConditionTrue
+			return cond.Status == metav1.ConditionTrue, cond.Status != metav1.ConditionUnknown
 		}
 	}
-	return false
+	return false, false
 }
 
 func uniqueSorted(s []string) []string {
@@ -962,6 +985,13 @@ func (c *Controller) adoptOrphans(ctx context.Context, ns, name string, members 
 				orphans = append(orphans, svc)
 			}
 		}
+		if _, _, imInf := m.mcsInformers(); imInf != nil {
+			if o, ok, _ := imInf.GetStore().GetByKey(ns + "/" + name); ok {
+				if si := o.(*unstructured.Unstructured); si.GetLabels()[labelManagedBy] == ManagedBy && !covered[m.name+"/ServiceImport/"+name] {
+					orphans = append(orphans, si)
+				}
+			}
+		}
 		slicesOf, _ := m.slices.GetIndexer().ByIndex(byServiceIndex, ns+"/"+derived)
 		for _, o := range slicesOf {
 			if es := o.(*discoveryv1.EndpointSlice); es.Labels[labelSliceManagedBy] == ManagedBy && !covered[m.name+"/EndpointSlice/"+es.Name] {
@@ -987,11 +1017,25 @@ func (c *Controller) adoptOrphans(ctx context.Context, ns, name string, members 
 				cp.ObjectMeta = metav1.ObjectMeta{Name: x.Name, Namespace: x.Namespace, Labels: x.Labels}
 				cp.Endpoints = nil
 				manifest = cp
+			case *unstructured.Unstructured: // our ServiceImport
+				apiVersion := importGVRs[1].GroupVersion().String() // what Karmada's control plane can map
+				if c.templates.v1beta1.Load() {
+					apiVersion = x.GetAPIVersion()
+				}
+				manifest = map[string]any{
+					"apiVersion": apiVersion, "kind": "ServiceImport",
+					"metadata": map[string]any{"name": x.GetName(), "namespace": x.GetNamespace(), "labels": toAnyMap(x.GetLabels())},
+					"spec":     x.Object["spec"],
+				}
 			}
 			w, err := newWork(m.name, workName("orphan", ns, name, fmt.Sprintf("%T/%s", o, o.GetName())), "", manifest)
 			if err != nil {
 				return err
 			}
+			// Karmada must take the orphan over, whatever its kind.
+			md, _ := w.manifest["metadata"].(map[string]any)
+			ann, _ := md["annotations"].(map[string]any)
+			ann["work.karmada.io/conflict-resolution"] = "overwrite"
 			klog.FromContext(ctx).Info("adopting a derived object no Work holds, to delete it through Karmada",
 				"cluster", m.name, "object", o.GetNamespace()+"/"+o.GetName(), "kind", fmt.Sprintf("%T", o))
 			if _, err := c.dyn.Resource(workGVR).Namespace(w.namespace).Create(ctx, w.toUnstructured(ns, name), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {

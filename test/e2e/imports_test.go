@@ -248,6 +248,9 @@ func TestAutomaticImports(t *testing.T) {
 				}
 				return nil
 			})
+		}
+		expectNoWorks(t, "mcs.coredns-mcs.io/service-namespace="+late)
+		for _, m := range []string{clusterset.Member1, clusterset.Member2} {
 			env.Run(m, "", "delete", "namespace", late, "--ignore-not-found", "--wait=false")
 		}
 	})

@@ -108,6 +108,7 @@ func deleteSeed(t testing.TB) {
 	}
 	expectGone(t, env.Client(t, clusterset.Member2), "derived-serve")
 	expectGone(t, env.Client(t, clusterset.Member1), "derived-serve")
+	expectNoWorks(t, "mcs.coredns-mcs.io/service-namespace=default,mcs.coredns-mcs.io/service-name=serve")
 	m1 := env.Client(t, clusterset.Member1)
 	clusterset.Eventually(t, 60*time.Second, "serve gone from member1", func() error {
 		ctx := context.Background()
@@ -470,11 +471,37 @@ func TestDirectExport(t *testing.T) {
 	expectGoneNS(t, m2, ns, "derived-echo")
 }
 
+// expectNoWorks waits until no Work of the controller matches selector (its labels
+// mcs.coredns-mcs.io/service-namespace and service-name) on the Karmada control plane.
+func expectNoWorks(t testing.TB, selector string) {
+	t.Helper()
+	dyn := env.Dynamic(t, clusterset.Karmada)
+	clusterset.Eventually(t, 90*time.Second, "the controller's Works "+selector+" gone", func() error {
+		works, err := dyn.Resource(workGVR).Namespace("").List(context.Background(), metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return err
+		}
+		if len(works.Items) > 0 {
+			var names []string
+			for _, w := range works.Items {
+				names = append(names, w.GetNamespace()+"/"+w.GetName())
+			}
+			return fmt.Errorf("left: %v", names)
+		}
+		return nil
+	})
+}
+
 // expectGoneNS waits until the derived Service and every slice of it are gone from ns.
 func expectGoneNS(t testing.TB, c kubernetes.Interface, ns, derived string) {
 	t.Helper()
+	expectGoneWithin(t, 30*time.Second, c, ns, derived)
+}
+
+func expectGoneWithin(t testing.TB, timeout time.Duration, c kubernetes.Interface, ns, derived string) {
+	t.Helper()
 	ctx := context.Background()
-	clusterset.Eventually(t, 30*time.Second, ns+"/"+derived+" and its slices gone", func() error {
+	clusterset.Eventually(t, timeout, ns+"/"+derived+" and its slices gone", func() error {
 		if _, err := c.CoreV1().Services(ns).Get(ctx, derived, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 			return fmt.Errorf("Service %s still there (err=%v)", derived, err)
 		}
@@ -542,16 +569,23 @@ func uniqueNS(prefix string) string {
 }
 
 // memberNamespace creates namespace ns in both members. Its cleanup deletes every ServiceExport
-// and ServiceImport there, waits until the controller (started before) has removed the derived
-// Service from member2, then deletes the namespaces.
+// there, then every ServiceImport, waits until the controller (started before, so stopped after)
+// has removed the derived Services from both members and its Works of ns are gone, then deletes
+// the namespaces: the next test starts with nothing of this one's left.
 func memberNamespace(t *testing.T, ns, derived string) {
 	t.Helper()
-	m2 := env.Client(t, clusterset.Member2)
 	t.Cleanup(func() {
-		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
-			env.Run(c, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io,serviceimports.v1alpha1.multicluster.x-k8s.io", "--all")
+		for _, kind := range []string{"serviceexports", "serviceimports"} {
+			for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+				env.Run(c, "", "-n", ns, "delete", kind+".v1alpha1.multicluster.x-k8s.io", "--all")
+			}
 		}
-		expectGoneNS(t, m2, ns, derived)
+		// Generous: a member whose apiserver a test restarted may hold Karmada up for a while
+		// (Karmada deletes an object only once its cache of the member has it again).
+		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			expectGoneWithin(t, 90*time.Second, env.Client(t, c), ns, derived)
+		}
+		expectNoWorks(t, "mcs.coredns-mcs.io/service-namespace="+ns)
 		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
 			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
 		}
