@@ -101,7 +101,7 @@ start() {
   for port in "${ports[@]}"; do
     port_busy "$port" && die "port 127.0.0.1:$port (for $name) is taken by a process this clusterset did not start; stop it or set CMCS_PORT_BASE"
   done
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$PIDS/$name.pid"
 }
 
@@ -808,6 +808,16 @@ CMCS_MEMBER2_DNS_IP=${DNS_IP[member2]}
 CMCS_PODS_DIR=$DIR/pods
 EOF
 }
+
+# up, down, stop and dns change the set of processes: one at a time (an `up` started while a
+# `down` is still stopping things would otherwise leave processes no pid file names). The lock
+# lives beside the state directory, which `down` removes.
+case ${1:-} in
+  up | down | stop | dns)
+    mkdir -p "$(dirname "$DIR")"
+    exec 9>"$DIR.lock"
+    flock 9 ;;
+esac
 
 case ${1:-} in
   up) cmd_up ;;

@@ -315,9 +315,12 @@ func TestSeedFlow(t *testing.T) {
 			}
 			return nil
 		})
-		if _, err := env.Dynamic(t, clusterset.Member1).Resource(siGVR).Namespace("default").Get(ctx, "serve", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-			t.Errorf("member1's automatic ServiceImport left after the template came back: err=%v", err)
-		}
+		clusterset.Eventually(t, 60*time.Second, "member1's automatic ServiceImport gone with the template back", func() error {
+			if _, err := env.Dynamic(t, clusterset.Member1).Resource(siGVR).Namespace("default").Get(ctx, "serve", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("still there (err=%v)", err)
+			}
+			return nil
+		})
 		expectSlices(90*time.Second, "re-imported")
 	})
 
