@@ -83,8 +83,14 @@ run ka get serviceexports.v1alpha1.multicluster.x-k8s.io serve -o jsonpath='{ran
 request() {
   km member2 delete pod "$1" --ignore-not-found --wait >/dev/null
   run km member2 run "$1" --restart=Never --image=jeremyot/request:0a40de8 -- --duration=3s "--address=$2"
-  for i in $(seq 1 20); do
-    [ "$(km member2 logs "$1" 2>/dev/null | wc -l)" -ge 3 ] && break
+  # Until its container has run its 3 s and exited (the node agent records the exit status) and
+  # kwok serves its output; a member whose apiserver just restarted can take its kwok and node
+  # agent a while to catch up.
+  local uid i
+  for i in $(seq 1 240); do
+    uid=$(km member2 get pod "$1" -o jsonpath='{.metadata.uid}' 2>/dev/null || true)
+    [ -n "$uid" ] && [ -f "$DIR/pods/member2/default_$1_$uid/$1.exit" ] &&
+      [ "$(km member2 logs "$1" 2>/dev/null | wc -l)" -ge 3 ] && break
     sleep 0.5
   done
   run km member2 logs "$1"
