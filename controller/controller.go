@@ -732,22 +732,31 @@ func (c *Controller) writeStatus(ctx context.Context, dyn dynamic.Interface, gvr
 		return nil
 	}
 	out := obj.DeepCopy()
-	raw := make([]any, 0, len(updated))
-	for _, cond := range updated {
-		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&cond)
-		if err != nil {
-			return err
-		}
-		raw = append(raw, m)
+	raw, err := conditionsToUnstructured(updated)
+	if err != nil {
+		return err
 	}
 	if err := unstructured.SetNestedSlice(out.Object, raw, "status", "conditions"); err != nil {
 		return err
 	}
-	_, err := dyn.Resource(gvr).Namespace(obj.GetNamespace()).UpdateStatus(ctx, out, metav1.UpdateOptions{})
+	_, err = dyn.Resource(gvr).Namespace(obj.GetNamespace()).UpdateStatus(ctx, out, metav1.UpdateOptions{})
 	if err == nil {
 		statusWrites.Inc()
 	}
 	return err
+}
+
+// conditionsToUnstructured renders conditions for an unstructured status.
+func conditionsToUnstructured(conds []metav1.Condition) ([]any, error) {
+	out := make([]any, 0, len(conds))
+	for _, cond := range conds {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&cond)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
 }
 
 func readConditions(obj *unstructured.Unstructured) []metav1.Condition {
@@ -1028,14 +1037,10 @@ func (c *Controller) adoptOrphans(ctx context.Context, ns, name string, members 
 					"spec":     x.Object["spec"],
 				}
 			}
-			w, err := newWork(m.name, workName("orphan", ns, name, fmt.Sprintf("%T/%s", o, o.GetName())), "", manifest)
+			w, err := newWork(m.name, workName("orphan", ns, name, fmt.Sprintf("%T/%s", o, o.GetName())), "", manifest, true)
 			if err != nil {
 				return err
 			}
-			// Karmada must take the orphan over, whatever its kind.
-			md, _ := w.manifest["metadata"].(map[string]any)
-			ann, _ := md["annotations"].(map[string]any)
-			ann["work.karmada.io/conflict-resolution"] = "overwrite"
 			klog.FromContext(ctx).Info("adopting a derived object no Work holds, to delete it through Karmada",
 				"cluster", m.name, "object", o.GetNamespace()+"/"+o.GetName(), "kind", fmt.Sprintf("%T", o))
 			if _, err := c.dyn.Resource(workGVR).Namespace(w.namespace).Create(ctx, w.toUnstructured(ns, name), metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {

@@ -102,14 +102,16 @@ func desiredWorks(ns, name, prefix string, exporters []exporter, importers []imp
 	var out []workObject
 	for _, imp := range importers {
 		svc := derivedService(ns, name, derived, exporters, imp)
-		w, err := newWork(imp.cluster, workName("svc", ns, name, ""), "", svc)
+		w, err := newWork(imp.cluster, workName("svc", ns, name, ""), "", svc, true)
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, w)
 		if imp.auto {
 			if si := serviceImport(ns, name, exporters, imp); si != nil {
-				w, err := newWork(imp.cluster, workName("si", ns, name, ""), "", si)
+				// Never over an existing (the user's) import: Karmada refuses, and the controller
+				// then sees the user's import and withdraws this Work.
+				w, err := newWork(imp.cluster, workName("si", ns, name, ""), "", si, false)
 				if err != nil {
 					return nil, err
 				}
@@ -119,7 +121,7 @@ func desiredWorks(ns, name, prefix string, exporters []exporter, importers []imp
 		for _, ex := range exporters {
 			for _, src := range ex.slices {
 				es := mirrorSlice(ns, name, derived, ex.clusterID, src)
-				w, err := newWork(imp.cluster, workName("eps", ns, name, ex.cluster+"/"+src.Name), ex.cluster, es)
+				w, err := newWork(imp.cluster, workName("eps", ns, name, ex.cluster+"/"+src.Name), ex.cluster, es, true)
 				if err != nil {
 					return nil, err
 				}
@@ -455,7 +457,9 @@ func workName(kind, ns, name, source string) string {
 	return n
 }
 
-func newWork(cluster, name, source string, obj any) (workObject, error) {
+// newWork renders obj as the single manifest of a Work for cluster. overwrite lets Karmada take
+// over an existing object of that name (derived objects, orphans); without it Karmada refuses.
+func newWork(cluster, name, source string, obj any, overwrite bool) (workObject, error) {
 	raw, err := json.Marshal(obj)
 	if err != nil {
 		return workObject{}, err
@@ -465,18 +469,15 @@ func newWork(cluster, name, source string, obj any) (workObject, error) {
 		return workObject{}, err
 	}
 	// Never carry server-set fields. Derived objects belong to this controller (derived-* is the
-	// reserved naming Karmada uses too): a leftover of an earlier Work is taken over rather than
-	// left unmanaged, which is what Karmada does without this annotation.
+	// reserved naming Karmada uses too): with overwrite, a leftover of an earlier Work is taken
+	// over rather than left unmanaged, which is what Karmada does without the annotation.
 	if md, ok := m["metadata"].(map[string]any); ok {
 		delete(md, "creationTimestamp")
 		ann, _ := md["annotations"].(map[string]any)
 		if ann == nil {
 			ann = map[string]any{}
 		}
-		// A ServiceImport is the exception: one that exists already is the user's (written by
-		// hand, or placed by a template a moment ago), and Karmada must refuse to apply ours over
-		// it; the controller then sees the user's import and withdraws its own Work.
-		if m["kind"] != "ServiceImport" {
+		if overwrite {
 			ann["work.karmada.io/conflict-resolution"] = "overwrite"
 		}
 		md["annotations"] = ann

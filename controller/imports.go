@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
 
@@ -129,13 +128,9 @@ func (c *Controller) writeImportStatus(ctx context.Context, m *member, obj *unst
 	for _, id := range clusters {
 		cl = append(cl, map[string]any{"cluster": id})
 	}
-	rc := make([]any, 0, len(conds))
-	for _, x := range conds {
-		u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&x)
-		if err != nil {
-			return err
-		}
-		rc = append(rc, u)
+	rc, err := conditionsToUnstructured(conds)
+	if err != nil {
+		return err
 	}
 	if len(cl) > 0 {
 		_ = unstructured.SetNestedSlice(out.Object, cl, "status", "clusters")

@@ -24,8 +24,10 @@ import (
 )
 
 var (
-	seGVR   = schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1alpha1", Resource: "serviceexports"}
-	workGVR = schema.GroupVersionResource{Group: "work.karmada.io", Version: "v1alpha1", Resource: "works"}
+	seGVR        = schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1alpha1", Resource: "serviceexports"}
+	siGVR        = schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1alpha1", Resource: "serviceimports"}
+	siV1beta1GVR = schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1beta1", Resource: "serviceimports"}
+	workGVR      = schema.GroupVersionResource{Group: "work.karmada.io", Version: "v1alpha1", Resource: "works"}
 )
 
 const ourManager = "mcs-controller.coredns-mcs.io"
@@ -470,6 +472,9 @@ func TestDirectExport(t *testing.T) {
 		return err
 	})
 	expectConditions(t, clusterset.Member1, ns, "echo", map[string]string{"Valid": "True/Valid", "Ready": "True/Exported"})
+	// member2's hand-written import is left the user's; member1 imports automatically.
+	expectUserImportKept(t, clusterset.Member2, ns, "echo")
+	autoImportOf(t, clusterset.Member1, ns, "echo")
 	env.KubectlT(t, clusterset.Member1, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io", "echo")
 	expectGoneNS(t, m2, ns, "derived-echo")
 }
