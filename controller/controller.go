@@ -527,6 +527,19 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	// every member that has the namespace imports the service, exporters included, and gets its
 	// ServiceImport from us; they go when the last export does.
 	auto := !c.templates.has(key) && (len(states) > 0 || len(drainedExports) > 0)
+	// Not for a moment after the first export appeared: a template applied with the export (the
+	// seed's 02 and 03) may reach us just after the export does, and importing automatically in
+	// between would write imports only to withdraw them.
+	var oldest time.Time
+	for _, t := range created {
+		if oldest.IsZero() || t.Time.Before(oldest) {
+			oldest = t.Time
+		}
+	}
+	if wait := autoImportDelay - time.Since(oldest); auto && len(drainedExports) == 0 && wait > 0 {
+		auto = false
+		c.queue.AddAfter(key, wait)
+	}
 	if auto {
 		derived := mcs.DerivedServiceName(c.opts.DerivedPrefix, ns, name)
 		for _, m := range members {
@@ -886,6 +899,10 @@ const (
 	minWorkAge  = 5 * time.Second
 	maxWorkWait = time.Minute
 )
+
+// autoImportDelay is how old the first export of a service without a template must be before the
+// controller imports it automatically (see reconcile).
+const autoImportDelay = 3 * time.Second
 
 // emptyWork removes the endpoints from an EndpointSlice Work that is about to go, once.
 func (c *Controller) emptyWork(ctx context.Context, u *unstructured.Unstructured) error {
