@@ -171,40 +171,36 @@ func (m *MultiCluster) fill(state request.Request, msg *dns.Msg, n *node, groups
 		return
 	}
 	if !n.bounded {
-		for _, g := range groups {
-			msg.Answer = appendCopies(msg.Answer, g.rrs, qname)
-			msg.Extra = appendCopies(msg.Extra, g.extra, "")
-		}
+		msg.Answer = copyRecords(groups, 0, len(groups), false, qname)
+		msg.Extra = copyRecords(groups, 0, len(groups), true, "")
 		return
 	}
 	size := state.Size()
 	budget := size - 12 - (len(qname) + 1 + 4) - 32 // header, question, OPT with room for an EDE
 	offset := clientOffset(state, len(groups))
-	var picked []int
-	total := 0
-	for i := 0; i < len(groups); i++ {
-		j := (offset + i) % len(groups)
-		w := groups[j].size
+	count, total, extra := 0, 0, false
+	for ; count < len(groups); count++ {
+		g := &groups[(offset+count)%len(groups)]
+		w := g.size
 		if weights != nil {
-			w = weights[j]
+			w = weights[(offset+count)%len(groups)]
 		}
 		if total+w > budget {
 			break
 		}
 		total += w
-		picked = append(picked, j)
+		extra = extra || len(g.extra) > 0
 	}
 	for {
-		msg.Answer, msg.Extra = msg.Answer[:0], msg.Extra[:0]
-		for _, j := range picked {
-			msg.Answer = appendCopies(msg.Answer, groups[j].rrs, qname)
-			msg.Extra = appendCopies(msg.Extra, groups[j].extra, "")
-		}
-		// The estimates are conservative; this only trims in corner cases (long names).
-		if len(picked) <= 1 || msg.Len() <= size-32 {
+		msg.Answer = copyRecords(groups, offset, count, false, qname)
+		msg.Extra = copyRecords(groups, offset, count, true, "")
+		// The sizes of A and AAAA groups are exact (every owner name is a pointer to the
+		// question), so only SRV answers, whose additional records' owner names may be written
+		// out in full, are measured; this trims only in corner cases (long target names).
+		if !extra || count <= 1 || msg.Len() <= size-32 {
 			break
 		}
-		picked = picked[:len(picked)-max(1, len(picked)/8)]
+		count -= max(1, count/8)
 	}
 }
 
@@ -217,30 +213,62 @@ func clientOffset(state request.Request, n int) int {
 	return int(h.Sum32() % uint32(n))
 }
 
-// appendCopies appends copies of rrs to dst; owner, when set, replaces the owner name (so the
-// answer carries the question's spelling). Records are never shared with later plugins.
-func appendCopies(dst, rrs []dns.RR, owner string) []dns.RR {
-	for _, rr := range rrs {
-		var c dns.RR
-		switch x := rr.(type) {
-		case *dns.A:
-			y := *x
-			c = &y
-		case *dns.AAAA:
-			y := *x
-			c = &y
-		case *dns.SRV:
-			y := *x
-			c = &y
-		default:
-			c = dns.Copy(rr)
+// copyRecords returns copies of the records (rrs, or extra when extra is set) of count groups
+// starting at offset, wrapping around; owner, when set, replaces the owner name (so the answer
+// carries the question's spelling). Records are never shared with later plugins (the cache
+// plugin rewrites TTLs in place). The copies of each record type share one backing array: a
+// 100-endpoint answer costs a few allocations, not one per record.
+func copyRecords(groups []group, offset, count int, extra bool, owner string) []dns.RR {
+	records := func(k int) []dns.RR {
+		g := &groups[(offset+k)%len(groups)]
+		if extra {
+			return g.extra
 		}
-		if owner != "" {
-			c.Header().Name = owner
-		}
-		dst = append(dst, c)
+		return g.rrs
 	}
-	return dst
+	var total, nA, nAAAA, nSRV int
+	for k := 0; k < count; k++ {
+		for _, rr := range records(k) {
+			total++
+			switch rr.(type) {
+			case *dns.A:
+				nA++
+			case *dns.AAAA:
+				nAAAA++
+			case *dns.SRV:
+				nSRV++
+			}
+		}
+	}
+	if total == 0 {
+		return nil
+	}
+	out := make([]dns.RR, 0, total)
+	// Exact capacities: appending never moves these arrays, so the pointers taken stay valid.
+	as, aaaas, srvs := make([]dns.A, 0, nA), make([]dns.AAAA, 0, nAAAA), make([]dns.SRV, 0, nSRV)
+	for k := 0; k < count; k++ {
+		for _, rr := range records(k) {
+			var c dns.RR
+			switch x := rr.(type) {
+			case *dns.A:
+				as = append(as, *x)
+				c = &as[len(as)-1]
+			case *dns.AAAA:
+				aaaas = append(aaaas, *x)
+				c = &aaaas[len(aaaas)-1]
+			case *dns.SRV:
+				srvs = append(srvs, *x)
+				c = &srvs[len(srvs)-1]
+			default:
+				c = dns.Copy(rr)
+			}
+			if owner != "" {
+				c.Header().Name = owner
+			}
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func (m *MultiCluster) soa(zone string) dns.RR {

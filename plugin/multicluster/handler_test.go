@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/coredns/coredns/plugin/pkg/dnstest"
@@ -449,5 +450,62 @@ func TestBoundedAnswers(t *testing.T) {
 	m.ServeDNS(context.TODO(), w, r)
 	if len(w.Msg.Answer) != 200 {
 		t.Errorf("TCP: %d answers, want 200", len(w.Msg.Answer))
+	}
+}
+
+// TestBoundedAnswersLongNames: the window of a headless answer is sized from estimates; with the
+// longest names a client can ask (63-character labels, mixed case) every reply still fits and is
+// never truncated, for every record type.
+func TestBoundedAnswersLongNames(t *testing.T) {
+	m := testPlugin()
+	svc, ns := strings.Repeat("s", 63), strings.Repeat("n", 63)
+	var eps []object.Endpoint
+	for i := 0; i < 300; i++ {
+		v4 := netip.AddrFrom4([4]byte{10, 20, byte(i / 250), byte(i%250 + 1)}).String()
+		eps = append(eps, ep("pod-"+strconv.Itoa(i), strings.Repeat("h", 50)+strconv.Itoa(i), true, v4, fmt.Sprintf("fd00::%x", i+1)))
+	}
+	m.store.set(ns+"/"+svc, &serviceData{
+		namespace: ns, name: svc, imp: imp(ns, svc, object.Headless, nil),
+		slices: []*object.EndpointSlice{slice(ns, svc, "s1", strings.Repeat("c", 63), []object.Port{http8080}, eps...)},
+	})
+	name := strings.ToUpper(svc[:1]) + svc[1:] + "." + ns + ".svc.clusterset.local."
+	for _, size := range []uint16{0, 512, 1232, 4096} {
+		limit := max(512, int(size))
+		for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV} {
+			resp := query(t, m, name, qt, size)
+			if resp.Truncated || len(resp.Answer) == 0 {
+				t.Errorf("bufsize %d %s: %d answers, truncated=%v", size, dns.TypeToString[qt], len(resp.Answer), resp.Truncated)
+			}
+			if l := resp.Len(); l > limit {
+				t.Errorf("bufsize %d %s: reply is %d bytes", size, dns.TypeToString[qt], l)
+			}
+			for _, rr := range resp.Answer {
+				if rr.Header().Name != name {
+					t.Fatalf("owner %q, want the question's spelling %q", rr.Header().Name, name)
+				}
+			}
+		}
+	}
+}
+
+// TestAnswersAreCopies: a later plugin (cache rewrites TTLs in place) may change the records it
+// is given; the next reply is not affected.
+func TestAnswersAreCopies(t *testing.T) {
+	m := testPlugin()
+	bigHeadless(m, 20)
+	for _, c := range []struct {
+		name  string
+		qtype uint16
+	}{{"big.default.svc.clusterset.local.", dns.TypeA}, {"big.default.svc.clusterset.local.", dns.TypeSRV}, {"serve.default.svc.clusterset.local.", dns.TypeA}} {
+		records := func(r *dns.Msg) string { return fmt.Sprint(r.Answer, r.Extra) }
+		first := query(t, m, c.name, c.qtype, 4096)
+		want := records(first)
+		for _, rr := range append(first.Answer, first.Extra...) {
+			rr.Header().Ttl = 1
+			rr.Header().Name = "changed."
+		}
+		if got := records(query(t, m, c.name, c.qtype, 4096)); got != want {
+			t.Errorf("%s %s: reply changed after the previous one's records were:\n%s\nwant\n%s", c.name, dns.TypeToString[c.qtype], got, want)
+		}
 	}
 }
