@@ -49,6 +49,9 @@ type Options struct {
 	// until it is Ready again; MemberFailureKeep leaves them, as Karmada's own controllers do.
 	MemberFailure string
 	FailureGrace  time.Duration
+	// MemberQPS and MemberBurst limit the requests to each member's apiserver (default 50, 100).
+	MemberQPS   float32
+	MemberBurst int
 }
 
 // Member failure policies.
@@ -68,6 +71,8 @@ type Controller struct {
 	works     cache.SharedIndexInformer
 	clusters  cache.SharedIndexInformer
 	templates *templates
+	// exportTemplates: ServiceExport templates, onto which export conditions are mirrored.
+	exportTemplates *templates
 
 	mu         sync.RWMutex
 	members    map[string]*member
@@ -86,6 +91,12 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	}
 	if opts.Workers <= 0 {
 		opts.Workers = 4
+	}
+	if opts.MemberQPS <= 0 {
+		opts.MemberQPS, opts.MemberBurst = 50, 100
+	}
+	if opts.MemberBurst < int(opts.MemberQPS) {
+		opts.MemberBurst = int(opts.MemberQPS)
 	}
 	switch opts.MemberFailure {
 	case "":
@@ -113,7 +124,10 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		notReady:   map[string]time.Time{},
 		drainedNow: map[string]bool{},
 	}
-	c.templates = &templates{disco: kube.Discovery(), dyn: dyn, enqueue: c.enqueue}
+	c.templates = &templates{kind: "ServiceImport", gvrs: importGVRs, disco: kube.Discovery(), dyn: dyn, enqueue: c.enqueue,
+		missingMsg: "the Karmada control plane does not serve the ServiceImport API; every export is imported automatically until it does"}
+	c.exportTemplates = &templates{kind: "ServiceExport", gvrs: exportGVRs, disco: kube.Discovery(), dyn: dyn, enqueue: c.enqueue,
+		missingMsg: "the Karmada control plane does not serve the ServiceExport API; export conditions are written in the members only"}
 	bc := record.NewBroadcaster()
 	bc.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	c.recorder = bc.NewRecorder(runtime.NewScheme(), corev1.EventSource{Component: "coredns-mcs-controller"})
@@ -170,7 +184,8 @@ func (c *Controller) Start(ctx context.Context) error {
 	go c.works.RunWithContext(ctx)
 	go c.clusters.RunWithContext(ctx)
 	go c.templates.run(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), c.works.HasSynced, c.clusters.HasSynced, c.templates.synced) {
+	go c.exportTemplates.run(ctx)
+	if !cache.WaitForCacheSync(ctx.Done(), c.works.HasSynced, c.clusters.HasSynced, c.templates.synced, c.exportTemplates.synced) {
 		return fmt.Errorf("caches of the Karmada control plane did not sync")
 	}
 	c.started.Store(true)
@@ -198,7 +213,7 @@ func (c *Controller) Start(ctx context.Context) error {
 // Synced reports whether the controller has started and every member's caches are filled; the
 // readiness probe uses it.
 func (c *Controller) Synced() bool {
-	if !c.started.Load() || !c.templates.synced() {
+	if !c.started.Load() || !c.templates.synced() || !c.exportTemplates.synced() {
 		return false
 	}
 	c.mu.RLock()
@@ -293,7 +308,7 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	if old != nil && old.fingerprint == fp {
 		return nil
 	}
-	m, err := newMember(name, restConfigFor(endpoint, token, ca, insecure), fp, c.enqueue, c.enqueueNamespace)
+	m, err := newMember(name, restConfigFor(endpoint, token, ca, insecure, c.opts.MemberQPS, c.opts.MemberBurst), fp, c.enqueue, c.enqueueNamespace)
 	if err != nil {
 		return err
 	}
@@ -460,7 +475,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	ns, name, _ := strings.Cut(key, "/")
 	members := c.snapshot()
 	// Nothing is deleted before every cache is complete.
-	if !c.templates.synced() {
+	if !c.templates.synced() || !c.exportTemplates.synced() {
 		return time.Second, nil
 	}
 	for _, m := range members {
@@ -791,20 +806,11 @@ func readConditions(obj *unstructured.Unstructured) []metav1.Condition {
 // mirrorToKarmada writes the merged conditions onto the ServiceExport on the Karmada control
 // plane (where the user applied it, as in the seed), if there is one.
 func (c *Controller) mirrorToKarmada(ctx context.Context, ns, name string, conds []metav1.Condition) error {
-	for _, gvr := range exportGVRs {
-		obj, err := c.dyn.Resource(gvr).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			if strings.Contains(err.Error(), "the server could not find the requested resource") {
-				continue // this version is not served
-			}
-			return nil // no template: the export was created in the member directly
-		}
-		if err != nil {
-			continue
-		}
-		return c.writeStatus(ctx, c.dyn, gvr, obj, conds)
+	obj, gvr, ok := c.exportTemplates.get(ns + "/" + name)
+	if !ok {
+		return nil // no template: the export was created in the member directly
 	}
-	return nil
+	return c.writeStatus(ctx, c.dyn, gvr, obj, conds)
 }
 
 // applyWorks makes the Works of service ns/name equal to desired: creates and updates what

@@ -66,8 +66,8 @@ type member struct {
 	cancel context.CancelFunc
 }
 
-func restConfigFor(endpoint string, token, ca []byte, insecure bool) *rest.Config {
-	cfg := &rest.Config{Host: endpoint, BearerToken: string(token), QPS: 50, Burst: 100, UserAgent: "coredns-mcs-controller"}
+func restConfigFor(endpoint string, token, ca []byte, insecure bool, qps float32, burst int) *rest.Config {
+	cfg := &rest.Config{Host: endpoint, BearerToken: string(token), QPS: qps, Burst: burst, UserAgent: "coredns-mcs-controller"}
 	if insecure {
 		cfg.Insecure = true
 	} else {

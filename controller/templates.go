@@ -17,47 +17,57 @@ import (
 	"github.com/coredns-mcs/coredns-mcs/internal/kube"
 )
 
-// templates watches the ServiceImport templates on the Karmada control plane (what the seed's
-// 03-import.yaml applies). Where a template exists, the user's PropagationPolicy decides which
-// members import the service and the controller writes no ServiceImport; where none exists, the
-// controller creates the ServiceImports itself (automatic imports, KEP-1645).
+// templates watches one kind of resource template on the Karmada control plane.
+//
+// ServiceImport templates (what the seed's 03-import.yaml applies): where one exists, the user's
+// PropagationPolicy decides which members import the service and the controller writes no
+// ServiceImport; where none exists, the controller creates the ServiceImports itself
+// (automatic imports, KEP-1645).
+//
+// ServiceExport templates: the controller mirrors its members' export conditions onto them, read
+// from this cache (a GET per reconcile was most of the controller's requests at scale).
 type templates struct {
-	disco   discovery.DiscoveryInterface
-	dyn     dynamic.Interface
-	enqueue func(string)
+	kind string
+	gvrs []schema.GroupVersionResource // preferred first
+	// missingMsg is logged once when the control plane serves none of gvrs.
+	missingMsg string
+	disco      discovery.DiscoveryInterface
+	dyn        dynamic.Interface
+	enqueue    func(string)
 
 	mu  sync.Mutex
 	inf cache.SharedIndexInformer
-	// missing: the control plane does not serve the ServiceImport API (so there are no templates).
+	gvr schema.GroupVersionResource // the one watched
+	// missing: the control plane does not serve the API (so there are no templates).
 	missing atomic.Bool
-	// v1beta1: the control plane serves ServiceImport v1beta1. Karmada maps a Work's manifests
+	// v1beta1: the control plane serves gvrs[0] (v1beta1). Karmada maps a Work's manifests
 	// with the control plane's API, so only then can a Work carry a v1beta1 ServiceImport.
 	v1beta1 atomic.Bool
 }
 
 func (t *templates) run(ctx context.Context) {
-	logger := klog.FromContext(ctx)
+	logger := klog.FromContext(ctx).WithValues("kind", t.kind)
 	logged := false
 	for {
-		_, beta := servedGVR(t.disco, importGVRs[:1])
+		_, beta := servedGVR(t.disco, t.gvrs[:1])
 		if beta != t.v1beta1.Load() {
 			t.v1beta1.Store(beta)
-			logger.Info("ServiceImport versions Works can carry", "v1beta1", beta)
+			logger.Info("the Karmada control plane's API versions", "v1beta1", beta)
 		}
-		if gvr, ok := servedGVR(t.disco, importGVRs); ok && t.informer() == nil {
+		if gvr, ok := servedGVR(t.disco, t.gvrs); ok && t.informer() == nil {
 			inf := kube.Informer[*unstructured.UnstructuredList](t.dyn.Resource(gvr).Namespace(metav1.NamespaceAll), "",
 				&unstructured.Unstructured{}, cache.Indexers{})
 			_, _ = inf.AddEventHandler(keyHandler(t.enqueue, func(o metav1.Object) string { return o.GetNamespace() + "/" + o.GetName() }))
 			t.mu.Lock()
-			t.inf = inf
+			t.inf, t.gvr = inf, gvr
 			t.mu.Unlock()
 			t.missing.Store(false)
-			logger.Info("watching ServiceImport templates on the Karmada control plane", "version", gvr.Version)
+			logger.Info("watching templates on the Karmada control plane", "version", gvr.Version)
 			go inf.RunWithContext(ctx)
 		} else if !ok && t.informer() == nil {
 			t.missing.Store(true)
 			if !logged {
-				logger.Info("the Karmada control plane does not serve the ServiceImport API; every export is imported automatically until it does")
+				logger.Info(t.missingMsg)
 				logged = true
 			}
 		}
@@ -86,14 +96,26 @@ func (t *templates) synced() bool {
 	return t.missing.Load()
 }
 
-// has reports whether a ServiceImport template for key (namespace/name) exists.
+// has reports whether a template for key (namespace/name) exists.
 func (t *templates) has(key string) bool {
-	inf := t.informer()
-	if inf == nil {
-		return false
-	}
-	_, ok, _ := inf.GetStore().GetByKey(key)
+	_, _, ok := t.get(key)
 	return ok
+}
+
+// get returns the template of key (namespace/name) from the cache, and the resource it was read
+// as.
+func (t *templates) get(key string) (*unstructured.Unstructured, schema.GroupVersionResource, bool) {
+	t.mu.Lock()
+	inf, gvr := t.inf, t.gvr
+	t.mu.Unlock()
+	if inf == nil {
+		return nil, gvr, false
+	}
+	obj, ok, _ := inf.GetStore().GetByKey(key)
+	if !ok {
+		return nil, gvr, false
+	}
+	return obj.(*unstructured.Unstructured), gvr, true
 }
 
 // servedGVR returns the first of gvrs the server serves.

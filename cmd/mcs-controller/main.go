@@ -30,6 +30,8 @@ func main() {
 		failureGrace  time.Duration
 		apiQPS        float64
 		apiBurst      int
+		memberQPS     float64
+		memberBurst   int
 	)
 	flag.StringVar(&kubecontext, "context", "", "context in --kubeconfig (its current context when empty)")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
@@ -41,6 +43,8 @@ func main() {
 	flag.DurationVar(&failureGrace, "member-failure-grace", 60*time.Second, "how long a member may be not Ready before its endpoints are drained")
 	flag.Float64Var(&apiQPS, "kube-api-qps", 100, "requests per second to the Karmada apiserver (client-side limit)")
 	flag.IntVar(&apiBurst, "kube-api-burst", 200, "burst of requests to the Karmada apiserver")
+	flag.Float64Var(&memberQPS, "member-api-qps", 50, "requests per second to each member's apiserver (client-side limit)")
+	flag.IntVar(&memberBurst, "member-api-burst", 100, "burst of requests to each member's apiserver")
 	flag.StringVar(&derivedPrefix, "derived-prefix", "derived-", "prefix of derived Service names (Karmada's is derived-)")
 	// --kubeconfig (of the Karmada control plane; in-cluster credentials when empty) is
 	// controller-runtime's own flag.
@@ -75,7 +79,7 @@ func main() {
 		log.Error(err, "creating the manager")
 		os.Exit(1)
 	}
-	c, err := controller.New(cfg, controller.Options{DerivedPrefix: derivedPrefix, Workers: workers,
+	c, err := controller.New(cfg, controller.Options{DerivedPrefix: derivedPrefix, Workers: workers, MemberQPS: float32(memberQPS), MemberBurst: memberBurst,
 		MemberFailure: memberFailure, FailureGrace: failureGrace})
 	if err != nil {
 		log.Error(err, "creating the controller")
