@@ -90,7 +90,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		opts.DerivedPrefix = mcs.DefaultDerivedPrefix
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 4
+		opts.Workers = 8
 	}
 	if opts.MemberQPS <= 0 {
 		opts.MemberQPS, opts.MemberBurst = 50, 100
@@ -744,6 +744,10 @@ func mergeTemplate(acc []metav1.Condition, cluster string, conds []metav1.Condit
 // writeStatus sets conds on the ServiceExport obj (as cached) and writes the status only if a
 // condition changed.
 func (c *Controller) writeStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, obj *unstructured.Unstructured, conds []metav1.Condition) error {
+	return c.writeStatusOnce(ctx, dyn, gvr, obj, conds, false)
+}
+
+func (c *Controller) writeStatusOnce(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, obj *unstructured.Unstructured, conds []metav1.Condition, retried bool) error {
 	existing := readConditions(obj)
 	updated := append([]metav1.Condition(nil), existing...)
 	changed := false
@@ -768,6 +772,15 @@ func (c *Controller) writeStatus(ctx context.Context, dyn dynamic.Interface, gvr
 		return err
 	}
 	_, err = dyn.Resource(gvr).Namespace(obj.GetNamespace()).UpdateStatus(ctx, out, metav1.UpdateOptions{})
+	if apierrors.IsConflict(err) && !retried {
+		// Our cache lags behind a write (ours, or Karmada labelling its template): read the
+		// object afresh and write once more, instead of a rate-limited requeue of the service.
+		fresh, gerr := dyn.Resource(gvr).Namespace(obj.GetNamespace()).Get(ctx, obj.GetName(), metav1.GetOptions{})
+		if gerr != nil {
+			return gerr
+		}
+		return c.writeStatusOnce(ctx, dyn, gvr, fresh, conds, true)
+	}
 	if err == nil {
 		statusWrites.Inc()
 	}
