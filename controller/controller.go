@@ -90,7 +90,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		opts.DerivedPrefix = mcs.DefaultDerivedPrefix
 	}
 	if opts.Workers <= 0 {
-		opts.Workers = 8
+		opts.Workers = 4
 	}
 	if opts.MemberQPS <= 0 {
 		opts.MemberQPS, opts.MemberBurst = 50, 100

@@ -22,7 +22,7 @@ rm -rf "$OUT" && mkdir -p "$OUT"
 
 case $mode in
   full)
-    DNS_ARGS=(--imports 1000 --headless 100 --endpoints 100 --runs 5 --duration 5s --latency-duration 3s --mem-imports 10000 --mem-runs 5)
+    DNS_ARGS=(--imports 1000 --headless 100 --endpoints 100 --runs 5 --duration 4s --latency-duration 2s --mem-imports 10000 --mem-runs 5)
     CONTROL_ARGS=(--services 50 --runs 5 --churn 4 --scale 1000 --scale-karmada 100 --scale-runs 1)
     GOBENCH_ARGS=(-count 5 -benchtime 1s) ;;
   smoke)

@@ -38,7 +38,7 @@ func main() {
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader among replicas; only the leader writes")
 	flag.StringVar(&leaderNS, "leader-election-namespace", "karmada-system", "namespace of the leader election Lease on the Karmada control plane")
-	flag.IntVar(&workers, "workers", 8, "services reconciled in parallel (each waits on API requests most of the time)")
+	flag.IntVar(&workers, "workers", 4, "services reconciled in parallel")
 	flag.StringVar(&memberFailure, "member-failure", controller.MemberFailureDrain, "when Karmada reports a member not Ready: drain (withdraw its exported endpoints from every importer after --member-failure-grace, restore them when it is back) or keep (leave them, as Karmada does)")
 	flag.DurationVar(&failureGrace, "member-failure-grace", 60*time.Second, "how long a member may be not Ready before its endpoints are drained")
 	flag.Float64Var(&apiQPS, "kube-api-qps", 100, "requests per second to the Karmada apiserver (client-side limit)")
