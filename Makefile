@@ -44,7 +44,7 @@ test-unit: ## Run unit tests only (no clusterset needed).
 	CGO_ENABLED=1 go test -race -count=1 $$(go list ./... | grep -v /test/)
 
 .PHONY: bench
-bench: deps build ## Benchmarks against stock CoreDNS and Karmada's built-in MCS (~50 min): _output/bench/results.md.
+bench: deps build ## Benchmarks against stock CoreDNS and Karmada's built-in MCS (~30 min): _output/bench/results.md.
 	hack/bench.sh full
 
 .PHONY: bench-smoke
