@@ -484,7 +484,10 @@ func TestDirectExport(t *testing.T) {
 func expectNoWorks(t testing.TB, selector string) {
 	t.Helper()
 	dyn := env.Dynamic(t, clusterset.Karmada)
-	clusterset.Eventually(t, 90*time.Second, "the controller's Works "+selector+" gone", func() error {
+	// 3 minutes: after a test restarted a member's apiserver, Karmada's execution controller
+	// removes a deleted Work's finalizer only once its cache of that member has caught up (seen
+	// once taking over 90 s in CI); the message says whether a leftover is being deleted.
+	clusterset.Eventually(t, 3*time.Minute, "the controller's Works "+selector+" gone", func() error {
 		works, err := dyn.Resource(workGVR).Namespace("").List(context.Background(), metav1.ListOptions{LabelSelector: selector})
 		if err != nil {
 			return err
@@ -492,7 +495,11 @@ func expectNoWorks(t testing.TB, selector string) {
 		if len(works.Items) > 0 {
 			var names []string
 			for _, w := range works.Items {
-				names = append(names, w.GetNamespace()+"/"+w.GetName())
+				state := "not deleted"
+				if w.GetDeletionTimestamp() != nil {
+					state = fmt.Sprintf("deleting since %s, finalizers %v", w.GetDeletionTimestamp().Format(time.TimeOnly), w.GetFinalizers())
+				}
+				names = append(names, w.GetNamespace()+"/"+w.GetName()+" ("+state+")")
 			}
 			return fmt.Errorf("left: %v", names)
 		}
