@@ -3,7 +3,7 @@ package multicluster
 import (
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -11,27 +11,95 @@ import (
 	"github.com/coredns-mcs/coredns-mcs/plugin/multicluster/object"
 )
 
-// group is a unit of answer records that is returned whole or not at all: one endpoint's records
-// of a headless service (so A and AAAA, and SRV with its additional records, stay consistent), or
-// every record of a ClusterSetIP name.
-type group struct {
-	rrs   []dns.RR
-	extra []dns.RR
-	// size is the group's estimated wire size in a compressed reply.
-	size int
+// Limits bound what one imported service may cost, whatever its exporters put in their
+// EndpointSlices (semi-trusted input from other clusters). What they cut is counted, never served
+// half-built: a service over a limit answers with the first endpoints and ports in a stable order.
+type Limits struct {
+	// Endpoints is the most endpoint addresses (a dual-stack pod counts two) one service answers with.
+	Endpoints int
+	// Ports is the most distinct ports (name, protocol, number) one service answers SRV for.
+	Ports int
 }
 
-// node holds the precomputed answers of one name. Nodes are immutable once published.
+// DefaultLimits are generous for real services (an EndpointSlice holds at most 1,000 endpoints;
+// kube-proxy and the endpoints controller stop at 1,000 too) and keep the cost of a hostile export
+// to a few MiB.
+var DefaultLimits = Limits{Endpoints: 5000, Ports: 1000}
+
+// maxNameLen is the longest name in wire format (RFC 1035 2.3.4). Longer names are never built:
+// a client cannot unpack a reply that holds one.
+const maxNameLen = 255
+
+// Reasons something is left out of the answers (the metric's reason label).
+const (
+	cutEndpoints   = "endpoints"     // over Limits.Endpoints
+	cutPorts       = "ports"         // over Limits.Ports
+	cutLongNames   = "long_names"    // a name over 255 octets
+	cutInvalidName = "invalid_names" // an import whose name or namespace is not a DNS label
+)
+
+var cutReasons = []string{cutEndpoints, cutPorts, cutLongNames, cutInvalidName}
+
+// cuts counts, per reason, what the limits left out of one service.
+type cuts map[string]int
+
+func (c cuts) add(reason string, n int) {
+	if n > 0 {
+		c[reason] += n
+	}
+}
+
+// node holds what one name answers. Nodes are immutable once published.
+//
+// A ClusterSetIP service's names hold their few records ready made (a, aaaa, srv with extra).
+// A headless service's names point at its endpoint set (hs) instead, and the handler copies the
+// window of endpoints that fits each reply: the cost of building is linear in the endpoints plus
+// the ports, never their product, and a query costs what it answers.
 type node struct {
-	kind     recordKind
-	a, aaaa  []group
-	srv      []group
-	bounded  bool  // a/aaaa/srv hold one group per endpoint and may be cut to fit the reply
-	weights  []int // per endpoint: the larger of its A and AAAA group sizes (bounded nodes only)
-	nxdomain bool  // the name is known but answers NXDOMAIN (a headless import with nothing ready)
+	kind recordKind
+	// owner is the key (namespace/name) of the service that holds the name, set by the store.
+	owner string
+	// nxdomain: the name is known but answers NXDOMAIN (a headless import with nothing ready).
+	nxdomain bool
 	// reason explains an empty answer in an extended DNS error (RFC 8914).
 	reason string
+
+	a, aaaa, srv, extra []dns.RR
+
+	hs *headlessSet
+	// ep is the endpoint of a per-endpoint name (<hostname>.<clusterid>.<svc>…), or -1.
+	ep int
+	// ranges are the endpoints (and their ports) behind the headless service name and its
+	// _<port>._<proto> names.
+	ranges []epRange
+	count  int // endpoints in ranges
 }
+
+// epRange is a run of a headless set's endpoints that share their ports.
+type epRange struct {
+	lo, hi int
+	ports  []object.Port // the ports this name answers for these endpoints
+}
+
+// headlessSet is the endpoint set of one headless service, shared by all its names.
+type headlessSet struct {
+	eps    []endpoint
+	ttl    uint32
+	weight uint16 // SRV weight: 100 spread over the endpoints
+	n4, n6 int    // endpoints with IPv4 / IPv6 addresses
+}
+
+// endpoint is one named endpoint of a headless service: a hostname (or IP-derived label) in one
+// source cluster. Its records are templates: the handler copies them and sets the owner name.
+type endpoint struct {
+	target string // its FQDN, or "" when it has none (no valid cluster id, or a name too long)
+	a      []dns.A
+	aaaa   []dns.AAAA
+}
+
+// weight is the wire size an endpoint's addresses take in an A or AAAA answer, whichever is
+// larger: A and AAAA answers then pick the same endpoints.
+func (e *endpoint) weight() int { return max(len(e.a)*sizeA, len(e.aaaa)*sizeAAAA) }
 
 // serviceData is everything known about one imported service, the input of buildService.
 type serviceData struct {
@@ -41,20 +109,57 @@ type serviceData struct {
 	slices          []*object.EndpointSlice
 }
 
-// buildService computes every name, with its answers, that one imported service owns in zone.
-// It is a pure function of its input: the store calls it on every change of that service.
-func buildService(zone string, ttl uint32, d serviceData) map[string]*node {
-	base := strings.ToLower(d.name + "." + d.namespace + ".svc." + zone)
+// buildService computes every name, with its answers, that one imported service owns in zone,
+// and what the limits left out. It is a pure function of its input, linear in its size.
+func buildService(zone string, ttl uint32, lim Limits, d serviceData) (map[string]*node, cuts) {
+	cut := cuts{}
 	names := map[string]*node{}
-	if d.imp.Type == object.Headless {
-		buildHeadless(names, base, ttl, d)
-	} else {
-		buildClusterSetIP(names, base, ttl, d)
+	if !validLabel(d.name) || !validLabel(d.namespace) {
+		cut.add(cutInvalidName, 1)
+		return names, cut
 	}
-	return names
+	base := strings.ToLower(d.name + "." + d.namespace + ".svc." + zone)
+	if len(base)+1 > maxNameLen {
+		cut.add(cutLongNames, 1)
+		return names, cut
+	}
+	b := builder{names: names, cut: cut, base: base, ttl: ttl, lim: lim}
+	if d.imp.Type == object.Headless {
+		b.headless(d)
+	} else {
+		b.clusterSetIP(d)
+	}
+	return names, cut
 }
 
-func buildClusterSetIP(names map[string]*node, base string, ttl uint32, d serviceData) {
+type builder struct {
+	names map[string]*node
+	cut   cuts
+	base  string
+	ttl   uint32
+	lim   Limits
+}
+
+// add publishes n under name unless the name is too long; it reports whether it did.
+func (b *builder) add(name string, n *node) bool {
+	if len(name)+1 > maxNameLen {
+		b.cut.add(cutLongNames, 1)
+		return false
+	}
+	b.names[name] = n
+	return true
+}
+
+// portName returns the _<port>._<proto> name of p under the service, or "" if p has none.
+func (b *builder) portName(p object.Port) (pname, proto string) {
+	if p.Name == "" || !validLabel(p.Name) || !validLabel(p.Protocol) {
+		return "", ""
+	}
+	proto = "_" + p.Protocol + "." + b.base
+	return "_" + strings.ToLower(p.Name) + "." + proto, proto
+}
+
+func (b *builder) clusterSetIP(d serviceData) {
 	vips := d.imp.IPs
 	if len(vips) == 0 && d.derived != nil {
 		vips = d.derived.ClusterIPs
@@ -70,19 +175,23 @@ func buildClusterSetIP(names map[string]*node, base string, ttl uint32, d servic
 	if len(ports) == 0 {
 		ports = slicePorts(d.slices)
 	}
+	ports = b.capPorts(ports)
 
-	svc := &node{kind: kindService, reason: reason}
-	names[base] = svc
+	svc := &node{kind: kindService, reason: reason, ep: -1}
+	b.names[b.base] = svc
+	byName := map[string]*node{}
 	for _, p := range ports {
-		if p.Name == "" || !validLabel(p.Name) || !validLabel(p.Protocol) {
+		pname, proto := b.portName(p)
+		if pname == "" || byName[pname] != nil {
 			continue
 		}
-		proto := "_" + p.Protocol + "." + base
-		if names[proto] == nil {
-			names[proto] = &node{kind: kindSRV, reason: reason}
+		n := &node{kind: kindSRV, reason: reason, ep: -1}
+		if b.add(pname, n) {
+			byName[pname] = n
+			if b.names[proto] == nil {
+				b.names[proto] = &node{kind: kindSRV, reason: reason, ep: -1}
+			}
 		}
-		pname := "_" + strings.ToLower(p.Name) + "." + proto
-		names[pname] = &node{kind: kindSRV, reason: reason}
 	}
 	if reason != "" {
 		return
@@ -91,156 +200,95 @@ func buildClusterSetIP(names map[string]*node, base string, ttl uint32, d servic
 	var a, aaaa []dns.RR
 	for _, ip := range vips {
 		if ip.Is4() {
-			a = append(a, newA(base, ttl, ip))
+			a = append(a, newA(b.base, b.ttl, ip))
 		} else {
-			aaaa = append(aaaa, newAAAA(base, ttl, ip))
+			aaaa = append(aaaa, newAAAA(b.base, b.ttl, ip))
 		}
 	}
-	if len(a) > 0 {
-		svc.a = []group{{rrs: a, size: len(a) * sizeA}}
-	}
-	if len(aaaa) > 0 {
-		svc.aaaa = []group{{rrs: aaaa, size: len(aaaa) * sizeAAAA}}
-	}
+	svc.a, svc.aaaa = a, aaaa
 	extra := append(append([]dns.RR{}, a...), aaaa...)
-	extraSize := len(a)*sizeA + len(aaaa)*sizeAAAA
-	var all []dns.RR
 	for _, p := range ports {
-		rr := newSRV(base, ttl, 100, uint16(p.Port), base)
-		all = append(all, rr)
-		if p.Name == "" || !validLabel(p.Name) || !validLabel(p.Protocol) {
+		svc.srv = append(svc.srv, newSRV(b.base, b.ttl, 100, uint16(p.Port), b.base))
+		svc.extra = extra
+		if pname, _ := b.portName(p); byName[pname] != nil {
+			n := byName[pname]
+			n.srv = append(n.srv, newSRV(pname, b.ttl, 100, uint16(p.Port), b.base))
+			n.extra = extra
+		}
+	}
+}
+
+// capPorts returns the distinct ports of list, at most Limits.Ports of them, counting the rest.
+func (b *builder) capPorts(list []object.Port) []object.Port {
+	seen := make(map[object.Port]bool, min(len(list), b.lim.Ports))
+	out := make([]object.Port, 0, min(len(list), b.lim.Ports))
+	for _, p := range list {
+		if seen[p] {
 			continue
 		}
-		pname := "_" + strings.ToLower(p.Name) + "._" + p.Protocol + "." + base
-		n := names[pname]
-		rrs := append(n.srvRRs(), newSRV(pname, ttl, 100, uint16(p.Port), base))
-		n.srv = []group{{rrs: rrs, extra: extra, size: len(rrs)*sizeSRV(base) + extraSize}}
-	}
-	if len(all) > 0 {
-		svc.srv = []group{{rrs: all, extra: extra, size: len(all)*sizeSRV(base) + extraSize}}
-	}
-}
-
-func (n *node) srvRRs() []dns.RR {
-	if len(n.srv) == 0 {
-		return nil
-	}
-	return n.srv[0].rrs
-}
-
-// endpointGroup is one ready endpoint of a headless import: a hostname (or an IP-derived label)
-// in one source cluster, with its addresses and the ports of its slice.
-type endpointGroup struct {
-	cluster, label string
-	v4, v6         []netip.Addr
-	ports          []object.Port
-}
-
-func buildHeadless(names map[string]*node, base string, ttl uint32, d serviceData) {
-	eps := headlessEndpoints(d.slices)
-	if len(eps) == 0 {
-		reason := fmt.Sprintf("headless service %s/%s is imported but has no ready endpoints in any cluster", d.namespace, d.name)
-		names[base] = &node{kind: kindService, nxdomain: true, reason: reason}
-		return
-	}
-	svc := &node{kind: kindService, bounded: true}
-	names[base] = svc
-	weight := uint16(max(1, 100/len(eps)))
-
-	type portKey struct{ name, proto string }
-	byPort := map[portKey]*node{}
-	var portOrder []portKey
-	for _, ep := range eps {
-		host := ""
-		if ep.cluster != "" {
-			host = ep.label + "." + ep.cluster + "." + base
-		}
-		var a, aaaa []dns.RR
-		for _, ip := range ep.v4 {
-			a = append(a, newA(base, ttl, ip))
-		}
-		for _, ip := range ep.v6 {
-			aaaa = append(aaaa, newAAAA(base, ttl, ip))
-		}
-		ga := group{rrs: a, size: len(a) * sizeA}
-		gaaaa := group{rrs: aaaa, size: len(aaaa) * sizeAAAA}
-		svc.a = append(svc.a, ga)
-		svc.aaaa = append(svc.aaaa, gaaaa)
-		svc.weights = append(svc.weights, max(ga.size, gaaaa.size))
-
-		if host == "" {
-			// No valid cluster id: the endpoint is part of the service's answers but has no name.
-			svc.srv = append(svc.srv, group{})
+		if len(out) >= b.lim.Ports {
+			b.cut.add(cutPorts, 1)
 			continue
 		}
-		var hostA, hostAAAA []dns.RR
-		for _, ip := range ep.v4 {
-			hostA = append(hostA, newA(host, ttl, ip))
-		}
-		for _, ip := range ep.v6 {
-			hostAAAA = append(hostAAAA, newAAAA(host, ttl, ip))
-		}
-		hn := &node{kind: kindEndpoint}
-		if len(hostA) > 0 {
-			hn.a = []group{{rrs: hostA, size: len(hostA) * sizeA}}
-		}
-		if len(hostAAAA) > 0 {
-			hn.aaaa = []group{{rrs: hostAAAA, size: len(hostAAAA) * sizeAAAA}}
-		}
-		names[host] = hn
-		// Empty non-terminals between the hostname and the service: <clusterid>.<svc>… has no
-		// records (KEP-1645 2.4.4) but exists as a name, so it answers NODATA, not NXDOMAIN (RFC 8020).
-		for ent := host[strings.IndexByte(host, '.')+1:]; ent != base; ent = ent[strings.IndexByte(ent, '.')+1:] {
-			if names[ent] == nil {
-				names[ent] = &node{kind: kindEndpoint}
-			}
-		}
+		seen[p] = true
+		out = append(out, p)
+	}
+	return out
+}
 
-		extra := append(append([]dns.RR{}, hostA...), hostAAAA...)
-		extraSize := len(hostA)*sizeA + len(hostAAAA)*sizeAAAA
-		var srvs []dns.RR
-		for _, p := range ep.ports {
-			srvs = append(srvs, newSRV(base, ttl, weight, uint16(p.Port), host))
-			if p.Name == "" || !validLabel(p.Name) || !validLabel(p.Protocol) {
+// group collects one named endpoint while the slices are read.
+type group struct {
+	cluster, label, key string
+	v4, v6              []netip.Addr
+	set                 int // index of its port set
+}
+
+// headless builds the endpoint set of a headless service and its names. Everything here is
+// linear in the endpoints and ports read (maps, no nested scans); the limits bound what is kept.
+func (b *builder) headless(d serviceData) {
+	// Slices in name order: what the limits keep is the same on every replica and every rebuild.
+	sl := slices.Clone(d.slices)
+	slices.SortFunc(sl, func(x, y *object.EndpointSlice) int { return strings.Compare(x.Name, y.Name) })
+
+	// The service's ports, capped; then each slice's port set, interned.
+	allowed := map[object.Port]bool{}
+	droppedPorts := map[object.Port]bool{}
+	for _, s := range sl {
+		for _, p := range s.Ports {
+			if allowed[p] || droppedPorts[p] {
 				continue
 			}
-			k := portKey{strings.ToLower(p.Name), p.Protocol}
-			pn := byPort[k]
-			if pn == nil {
-				pn = &node{kind: kindSRV, bounded: true}
-				byPort[k] = pn
-				portOrder = append(portOrder, k)
+			if len(allowed) >= b.lim.Ports {
+				droppedPorts[p] = true
+				continue
 			}
-			pname := "_" + k.name + "._" + k.proto + "." + base
-			pn.srv = append(pn.srv, group{
-				rrs:   []dns.RR{newSRV(pname, ttl, weight, uint16(p.Port), host)},
-				extra: extra,
-				size:  sizeSRV(host) + extraSize,
-			})
+			allowed[p] = true
 		}
-		svc.srv = append(svc.srv, group{rrs: srvs, extra: extra, size: len(srvs)*sizeSRV(host) + extraSize})
 	}
-	for _, k := range portOrder {
-		proto := "_" + k.proto + "." + base
-		if names[proto] == nil {
-			names[proto] = &node{kind: kindSRV}
-		}
-		names["_"+k.name+"."+proto] = byPort[k]
+	b.cut.add(cutPorts, len(droppedPorts))
+	sets := portSets{index: map[string]int{}}
+	sliceSet := make([]int, len(sl))
+	for i, s := range sl {
+		sliceSet[i] = sets.intern(s.Ports, allowed)
 	}
-}
 
-// headlessEndpoints groups the ready endpoints of every slice by source cluster and hostname (or
-// pod, so the IPv4 and IPv6 slices of one dual-stack pod give one name), in a stable order.
-func headlessEndpoints(slices []*object.EndpointSlice) []*endpointGroup {
-	byKey := map[string]*endpointGroup{}
-	var out []*endpointGroup
-	for _, s := range slices {
+	// Named endpoints by source cluster and hostname (or pod, so the IPv4 and IPv6 slices of one
+	// dual-stack pod give one name), at most Limits.Endpoints addresses in all.
+	type addrKey struct {
+		g  *group
+		ip netip.Addr
+	}
+	byKey := map[string]*group{}
+	seen := map[addrKey]bool{}
+	var groups []*group
+	addrs, cutAddrs := 0, 0
+	for i, s := range sl {
 		cluster := s.Cluster
 		if !validClusterID(cluster) {
 			cluster = ""
 		}
 		for _, e := range s.Endpoints {
-			if !e.Ready {
+			if !e.Ready || len(e.Addresses) == 0 {
 				continue
 			}
 			label := e.Hostname
@@ -257,50 +305,194 @@ func headlessEndpoints(slices []*object.EndpointSlice) []*endpointGroup {
 				key += "a:" + e.Addresses[0].String()
 			}
 			g := byKey[key]
-			if g == nil {
-				g = &endpointGroup{cluster: cluster, label: label}
-				byKey[key] = g
-				out = append(out, g)
-			}
 			for _, ip := range e.Addresses {
+				if g != nil && seen[addrKey{g, ip}] {
+					continue
+				}
+				if addrs >= b.lim.Endpoints {
+					cutAddrs++
+					continue
+				}
+				if g == nil {
+					g = &group{cluster: cluster, label: label, key: key, set: sliceSet[i]}
+					byKey[key] = g
+					groups = append(groups, g)
+				}
+				seen[addrKey{g, ip}] = true
+				addrs++
 				if ip.Is4() {
-					g.v4 = appendAddr(g.v4, ip)
+					g.v4 = append(g.v4, ip)
 				} else {
-					g.v6 = appendAddr(g.v6, ip)
+					g.v6 = append(g.v6, ip)
 				}
 			}
-			for _, p := range s.Ports {
-				if !containsPort(g.ports, p) {
-					g.ports = append(g.ports, p)
-				}
+			if g != nil && g.set != sliceSet[i] {
+				g.set = sets.union(g.set, sliceSet[i])
 			}
 		}
 	}
-	for _, g := range out {
+	b.cut.add(cutEndpoints, cutAddrs)
+	if len(groups) == 0 {
+		reason := fmt.Sprintf("headless service %s/%s is imported but has no ready endpoints in any cluster", d.namespace, d.name)
+		b.names[b.base] = &node{kind: kindService, nxdomain: true, reason: reason, ep: -1}
+		return
+	}
+
+	// System-assigned labels; two names alike in one cluster (a hostname equal to another
+	// endpoint's IP label): the first in key order keeps it.
+	for _, g := range groups {
 		if g.label == "" {
 			g.label = ipLabel(g)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if out[i].cluster != out[j].cluster {
-			return out[i].cluster < out[j].cluster
-		}
-		return out[i].label < out[j].label
+	slices.SortFunc(groups, func(x, y *group) int {
+		return cmpStrings(x.cluster, y.cluster, x.label, y.label, x.key, y.key)
 	})
-	// Two IP-derived labels can only collide if the same address is in two groups; keep the first.
-	dedup := out[:0]
-	for i, g := range out {
-		if i > 0 && g.cluster == out[i-1].cluster && g.label == out[i-1].label {
+	groups = slices.CompactFunc(groups, func(x, y *group) bool { return x.cluster == y.cluster && x.label == y.label })
+	// Endpoints sharing ports are kept together, so each name's endpoints are a few ranges.
+	slices.SortStableFunc(groups, func(x, y *group) int { return x.set - y.set })
+
+	hs := &headlessSet{eps: make([]endpoint, len(groups)), ttl: b.ttl, weight: uint16(max(1, 100/len(groups)))}
+	var n4, n6 int
+	for _, g := range groups {
+		n4 += len(g.v4)
+		n6 += len(g.v6)
+	}
+	// One backing array per record type for the whole service.
+	as, aaaas := make([]dns.A, 0, n4), make([]dns.AAAA, 0, n6)
+	svc := &node{kind: kindService, hs: hs, ep: -1}
+	b.names[b.base] = svc
+	for i, g := range groups {
+		e := &hs.eps[i]
+		lo := len(as)
+		for _, ip := range g.v4 {
+			as = append(as, *newA("", b.ttl, ip).(*dns.A))
+		}
+		e.a = as[lo:len(as):len(as)]
+		lo = len(aaaas)
+		for _, ip := range g.v6 {
+			aaaas = append(aaaas, *newAAAA("", b.ttl, ip).(*dns.AAAA))
+		}
+		e.aaaa = aaaas[lo:len(aaaas):len(aaaas)]
+		if len(e.a) > 0 {
+			hs.n4++
+		}
+		if len(e.aaaa) > 0 {
+			hs.n6++
+		}
+		if g.cluster == "" {
+			continue // no valid cluster id: part of the service's answers, but without a name
+		}
+		host := g.label + "." + g.cluster + "." + b.base
+		if !b.add(host, &node{kind: kindEndpoint, hs: hs, ep: i}) {
 			continue
 		}
-		dedup = append(dedup, g)
+		e.target = host
+		// Empty non-terminals between the hostname and the service: <clusterid>.<svc>… has no
+		// records (KEP-1645 2.4.4) but exists as a name, so it answers NODATA, not NXDOMAIN (RFC 8020).
+		for ent := host[strings.IndexByte(host, '.')+1:]; ent != b.base; ent = ent[strings.IndexByte(ent, '.')+1:] {
+			if b.names[ent] == nil {
+				b.names[ent] = &node{kind: kindEndpoint, ep: -1}
+			}
+		}
 	}
-	return dedup
+
+	// The service name's ranges (every endpoint, all its ports) and the _<port>._<proto> names'
+	// ranges (the endpoints whose set has that port).
+	byName := map[string]*node{}
+	var order []string
+	for lo := 0; lo < len(groups); {
+		set := groups[lo].set
+		hi := lo + 1
+		for hi < len(groups) && groups[hi].set == set {
+			hi++
+		}
+		ports := sets.list[set]
+		svc.ranges = append(svc.ranges, epRange{lo: lo, hi: hi, ports: ports})
+		for j := 0; j < len(ports); {
+			k := j + 1
+			for k < len(ports) && strings.EqualFold(ports[k].Name, ports[j].Name) && ports[k].Protocol == ports[j].Protocol {
+				k++
+			}
+			pname, proto := b.portName(ports[j])
+			if pname != "" {
+				n := byName[pname]
+				if n == nil {
+					n = &node{kind: kindSRV, hs: hs, ep: -1}
+					if !b.add(pname, n) {
+						byName[pname] = &node{} // counted once; never published
+						j = k
+						continue
+					}
+					byName[pname] = n
+					order = append(order, pname)
+					if b.names[proto] == nil {
+						b.names[proto] = &node{kind: kindSRV, ep: -1}
+					}
+				}
+				if n.hs != nil {
+					n.ranges = append(n.ranges, epRange{lo: lo, hi: hi, ports: ports[j:k:k]})
+					n.count += hi - lo
+				}
+			}
+			j = k
+		}
+		lo = hi
+	}
+	svc.count = len(groups)
+}
+
+// portSets interns the port sets of a service's slices: sorted by name, protocol and number,
+// without duplicates, only the allowed ports.
+type portSets struct {
+	list  [][]object.Port
+	index map[string]int
+}
+
+func (s *portSets) intern(ports []object.Port, allowed map[object.Port]bool) int {
+	out := make([]object.Port, 0, len(ports))
+	for _, p := range ports {
+		if allowed == nil || allowed[p] {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(x, y object.Port) int {
+		if c := cmpStrings(strings.ToLower(x.Name), strings.ToLower(y.Name), x.Protocol, y.Protocol); c != 0 {
+			return c
+		}
+		return int(x.Port) - int(y.Port)
+	})
+	out = slices.Compact(out)
+	var key strings.Builder
+	for _, p := range out {
+		fmt.Fprintf(&key, "%s/%s/%d,", p.Name, p.Protocol, p.Port)
+	}
+	if i, ok := s.index[key.String()]; ok {
+		return i
+	}
+	s.list = append(s.list, out)
+	s.index[key.String()] = len(s.list) - 1
+	return len(s.list) - 1
+}
+
+// union interns the union of two sets (an endpoint in two slices: a dual-stack pod).
+func (s *portSets) union(a, b int) int {
+	return s.intern(append(slices.Clone(s.list[a]), s.list[b]...), nil)
+}
+
+// cmpStrings compares pairs of strings in order: cmpStrings(a1, b1, a2, b2, …).
+func cmpStrings(pairs ...string) int {
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if c := strings.Compare(pairs[i], pairs[i+1]); c != 0 {
+			return c
+		}
+	}
+	return 0
 }
 
 // ipLabel is the system-assigned name of an endpoint without a hostname: its first address with
 // dots or colons turned into dashes (10-10-0-5, fd00--5), as cluster.local does.
-func ipLabel(g *endpointGroup) string {
+func ipLabel(g *group) string {
 	var ip netip.Addr
 	if len(g.v4) > 0 {
 		ip = g.v4[0]
@@ -312,24 +504,6 @@ func ipLabel(g *endpointGroup) string {
 		return strings.ReplaceAll(s, ".", "-")
 	}
 	return strings.ReplaceAll(s, ":", "-")
-}
-
-func appendAddr(list []netip.Addr, ip netip.Addr) []netip.Addr {
-	for _, x := range list {
-		if x == ip {
-			return list
-		}
-	}
-	return append(list, ip)
-}
-
-func containsPort(list []object.Port, p object.Port) bool {
-	for _, x := range list {
-		if x == p {
-			return true
-		}
-	}
-	return false
 }
 
 func anyReady(slices []*object.EndpointSlice) bool {
@@ -346,9 +520,11 @@ func anyReady(slices []*object.EndpointSlice) bool {
 // slicePorts is the union of the slices' ports, for imports that list none.
 func slicePorts(slices []*object.EndpointSlice) []object.Port {
 	var out []object.Port
+	seen := map[object.Port]bool{}
 	for _, s := range slices {
 		for _, p := range s.Ports {
-			if !containsPort(out, p) {
+			if !seen[p] {
+				seen[p] = true
 				out = append(out, p)
 			}
 		}
@@ -383,8 +559,8 @@ func validClusterID(id string) bool {
 	return !two || validLabel(rest)
 }
 
-// Estimated sizes in a compressed reply: the owner name is a 2-byte pointer, 10 bytes of fixed
-// header, then the RDATA. SRV targets are not compressed (RFC 2782).
+// Sizes in a compressed reply: the owner name is a 2-byte pointer, 10 bytes of fixed header, then
+// the RDATA. SRV targets are not compressed (RFC 2782), but later owner names point at them.
 const (
 	sizeA    = 2 + 10 + 4
 	sizeAAAA = 2 + 10 + 16

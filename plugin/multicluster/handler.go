@@ -2,7 +2,6 @@ package multicluster
 
 import (
 	"context"
-	"hash/fnv"
 	"strings"
 
 	"github.com/coredns/coredns/plugin"
@@ -34,6 +33,8 @@ const (
 	outcomeNXDomain    = "nxdomain"
 	outcomeServFail    = "servfail"
 	outcomeFallthrough = "fallthrough"
+	outcomeTruncated   = "truncated"
+	outcomeRefused     = "refused"
 )
 
 const dnsSchemaVersion = "1.0.0" // KEP-1645 DNS specification, section 2.2
@@ -59,6 +60,11 @@ func (m *MultiCluster) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dn
 
 	lower := state.Name() // lower case
 	qtype := state.QType()
+	if qtype == dns.TypeAXFR || qtype == dns.TypeIXFR {
+		// No zone transfers, as the kubernetes plugin: the server writes REFUSED.
+		requestCount.WithLabelValues(server, kindUnknown.String(), outcomeRefused).Inc()
+		return dns.RcodeRefused, nil
+	}
 	n := m.store.lookup(lower)
 	if n == nil {
 		n = m.staticNode(lower, zone)
@@ -97,15 +103,14 @@ func (m *MultiCluster) ServeDNS(ctx context.Context, w dns.ResponseWriter, r *dn
 			Hdr: dns.RR_Header{Name: qname, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 28800},
 			Txt: []string{dnsSchemaVersion},
 		}}
-	case qtype == dns.TypeA:
-		m.fill(state, msg, n, n.a, n.weights, qname)
-	case qtype == dns.TypeAAAA:
-		m.fill(state, msg, n, n.aaaa, n.weights, qname)
-	case qtype == dns.TypeSRV:
-		m.fill(state, msg, n, n.srv, nil, qname) // SRV groups are weighed by their own size
+	case qtype == dns.TypeA, qtype == dns.TypeAAAA, qtype == dns.TypeSRV:
+		answer(state, msg, n, qtype, qname)
 	}
 	outcome := outcomeSuccess
-	if len(msg.Answer) == 0 {
+	switch {
+	case msg.Truncated:
+		outcome = outcomeTruncated
+	case len(msg.Answer) == 0:
 		outcome = outcomeNoData
 		msg.Ns = []dns.RR{m.soa(zone)}
 		if n.reason != "" {
@@ -158,117 +163,6 @@ func reply(r *dns.Msg) *dns.Msg {
 	msg.Authoritative = true
 	msg.Compress = true
 	return msg
-}
-
-// fill copies the answers of groups into msg. Bounded nodes (headless services) return the
-// window of endpoints that fits the client's UDP size, starting at an offset derived from the
-// client's address: the same client gets the same subset for A and AAAA, different clients get
-// different subsets, and no reply is truncated.
-// weights, when set, replace the groups' own sizes (A and AAAA share them, so both pick the same
-// endpoints).
-func (m *MultiCluster) fill(state request.Request, msg *dns.Msg, n *node, groups []group, weights []int, qname string) {
-	if len(groups) == 0 {
-		return
-	}
-	if !n.bounded {
-		msg.Answer = copyRecords(groups, 0, len(groups), false, qname)
-		msg.Extra = copyRecords(groups, 0, len(groups), true, "")
-		return
-	}
-	size := state.Size()
-	budget := size - 12 - (len(qname) + 1 + 4) - 32 // header, question, OPT with room for an EDE
-	offset := clientOffset(state, len(groups))
-	count, total, extra := 0, 0, false
-	for ; count < len(groups); count++ {
-		g := &groups[(offset+count)%len(groups)]
-		w := g.size
-		if weights != nil {
-			w = weights[(offset+count)%len(groups)]
-		}
-		if total+w > budget {
-			break
-		}
-		total += w
-		extra = extra || len(g.extra) > 0
-	}
-	for {
-		msg.Answer = copyRecords(groups, offset, count, false, qname)
-		msg.Extra = copyRecords(groups, offset, count, true, "")
-		// The sizes of A and AAAA groups are exact (every owner name is a pointer to the
-		// question), so only SRV answers, whose additional records' owner names may be written
-		// out in full, are measured; this trims only in corner cases (long target names).
-		if !extra || count <= 1 || msg.Len() <= size-32 {
-			break
-		}
-		count -= max(1, count/8)
-	}
-}
-
-func clientOffset(state request.Request, n int) int {
-	if n <= 1 {
-		return 0
-	}
-	h := fnv.New32a()
-	h.Write([]byte(state.IP()))
-	return int(h.Sum32() % uint32(n))
-}
-
-// copyRecords returns copies of the records (rrs, or extra when extra is set) of count groups
-// starting at offset, wrapping around; owner, when set, replaces the owner name (so the answer
-// carries the question's spelling). Records are never shared with later plugins (the cache
-// plugin rewrites TTLs in place). The copies of each record type share one backing array: a
-// 100-endpoint answer costs a few allocations, not one per record.
-func copyRecords(groups []group, offset, count int, extra bool, owner string) []dns.RR {
-	records := func(k int) []dns.RR {
-		g := &groups[(offset+k)%len(groups)]
-		if extra {
-			return g.extra
-		}
-		return g.rrs
-	}
-	var total, nA, nAAAA, nSRV int
-	for k := 0; k < count; k++ {
-		for _, rr := range records(k) {
-			total++
-			switch rr.(type) {
-			case *dns.A:
-				nA++
-			case *dns.AAAA:
-				nAAAA++
-			case *dns.SRV:
-				nSRV++
-			}
-		}
-	}
-	if total == 0 {
-		return nil
-	}
-	out := make([]dns.RR, 0, total)
-	// Exact capacities: appending never moves these arrays, so the pointers taken stay valid.
-	as, aaaas, srvs := make([]dns.A, 0, nA), make([]dns.AAAA, 0, nAAAA), make([]dns.SRV, 0, nSRV)
-	for k := 0; k < count; k++ {
-		for _, rr := range records(k) {
-			var c dns.RR
-			switch x := rr.(type) {
-			case *dns.A:
-				as = append(as, *x)
-				c = &as[len(as)-1]
-			case *dns.AAAA:
-				aaaas = append(aaaas, *x)
-				c = &aaaas[len(aaaas)-1]
-			case *dns.SRV:
-				srvs = append(srvs, *x)
-				c = &srvs[len(srvs)-1]
-			default:
-				c = dns.Copy(rr)
-			}
-			if owner != "" {
-				c.Header().Name = owner
-			}
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 func (m *MultiCluster) soa(zone string) dns.RR {

@@ -1,6 +1,8 @@
 package multicluster
 
 import (
+	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,8 +12,9 @@ import (
 // query is one map lookup plus a copy of the records. Writers (informer event handlers) replace
 // all names of one service at once; readers never see half a service.
 type store struct {
-	zones []string
-	ttl   uint32
+	zones  []string
+	ttl    uint32
+	limits Limits
 
 	mu    sync.RWMutex
 	names map[string]*node
@@ -19,6 +22,9 @@ type store struct {
 	owned map[string][]string
 	// perNamespace counts the imports of each namespace (namespaces with imports always exist).
 	perNamespace map[string]int
+	// cut holds, per service key, what the limits left out of its answers; cutTotal their sum.
+	cut      map[string]cuts
+	cutTotal cuts
 
 	// serial is the SOA serial: the Unix time of the last change.
 	serial atomic.Uint32
@@ -27,7 +33,8 @@ type store struct {
 }
 
 func newStore(zones []string, ttl uint32) *store {
-	s := &store{zones: zones, ttl: ttl, names: map[string]*node{}, owned: map[string][]string{}, perNamespace: map[string]int{}}
+	s := &store{zones: zones, ttl: ttl, limits: DefaultLimits, names: map[string]*node{}, owned: map[string][]string{},
+		perNamespace: map[string]int{}, cut: map[string]cuts{}, cutTotal: cuts{}}
 	s.touch()
 	return s
 }
@@ -59,17 +66,26 @@ func (s *store) hasImports(ns string) bool {
 }
 
 // set replaces the names of service key with those built from d; d == nil removes the service.
+// A service never takes over a name another service holds (names of valid labels cannot clash;
+// this is a second guard), and removing one never removes another's.
 func (s *store) set(key string, d *serviceData) {
 	var built []map[string]*node
+	cut := cuts{}
 	if d != nil {
 		for _, z := range s.zones {
-			built = append(built, buildService(z, s.ttl, *d))
+			names, c := buildService(z, s.ttl, s.limits, *d)
+			built = append(built, names)
+			if len(c) > 0 {
+				cut = c // the same for every zone (bar names near 255 octets); count it once
+			}
 		}
 	}
 	s.mu.Lock()
 	old, existed := s.owned[key]
 	for _, name := range old {
-		delete(s.names, name)
+		if n := s.names[name]; n != nil && n.owner == key {
+			delete(s.names, name)
+		}
 	}
 	delete(s.owned, key)
 	if existed {
@@ -78,10 +94,29 @@ func (s *store) set(key string, d *serviceData) {
 			delete(s.perNamespace, ns)
 		}
 	}
-	if d != nil {
+	var logCut cuts
+	for reason, n := range s.cut[key] {
+		s.cutTotal[reason] -= n
+	}
+	if len(cut) > 0 {
+		if len(s.cut[key]) == 0 {
+			logCut = cut // newly cut: said once, until the service is whole again
+		}
+		s.cut[key] = cut
+		for reason, n := range cut {
+			s.cutTotal[reason] += n
+		}
+	} else {
+		delete(s.cut, key)
+	}
+	if d != nil && validLabel(d.name) && validLabel(d.namespace) {
 		var names []string
 		for _, b := range built {
 			for name, n := range b {
+				if cur := s.names[name]; cur != nil && cur.owner != key {
+					continue
+				}
+				n.owner = key
 				s.names[name] = n
 				names = append(names, name)
 			}
@@ -91,6 +126,39 @@ func (s *store) set(key string, d *serviceData) {
 	}
 	s.mu.Unlock()
 	s.touch()
+	if len(logCut) > 0 {
+		log.Warningf("service %s: answers limited: %s (see the plugin's limits)", key, describeCuts(logCut))
+	}
+}
+
+// cutCounts returns what the limits leave out of the answers now, by reason.
+func (s *store) cutCounts() map[string]int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]int, len(cutReasons))
+	for _, r := range cutReasons {
+		out[r] = s.cutTotal[r]
+	}
+	return out
+}
+
+func describeCuts(c cuts) string {
+	var parts []string
+	for _, r := range cutReasons {
+		if n := c[r]; n > 0 {
+			switch r {
+			case cutEndpoints:
+				parts = append(parts, fmt.Sprintf("%d endpoint addresses over the limit not served", n))
+			case cutPorts:
+				parts = append(parts, fmt.Sprintf("%d ports over the limit not served", n))
+			case cutLongNames:
+				parts = append(parts, fmt.Sprintf("%d names over 255 octets not served", n))
+			case cutInvalidName:
+				parts = append(parts, "its name or namespace is not a DNS label (RFC 1123): not served")
+			}
+		}
+	}
+	return strings.Join(parts, "; ")
 }
 
 // reset forgets every service (the ServiceImport API went away).
@@ -99,6 +167,7 @@ func (s *store) reset() {
 	s.names = map[string]*node{}
 	s.owned = map[string][]string{}
 	s.perNamespace = map[string]int{}
+	s.cut, s.cutTotal = map[string]cuts{}, cuts{}
 	s.mu.Unlock()
 	s.touch()
 }
