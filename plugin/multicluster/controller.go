@@ -2,6 +2,9 @@ package multicluster
 
 import (
 	"context"
+	"errors"
+	"hash/fnv"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,8 +87,11 @@ type dataController struct {
 	importGVR schema.GroupVersionResource
 	stopImp   context.CancelFunc
 
-	// rebuildMu serialises rebuilds; derived maps a derived Service key to its import key and
-	// derivedOf the reverse.
+	// keyMu serialises the rebuilds of one service (a shard of keys per mutex), so the last
+	// rebuild of a key publishes the latest state; rebuilds of other services run beside it.
+	keyMu [64]sync.Mutex
+	// rebuildMu guards derived, which maps a derived Service key to its import key, and
+	// derivedOf, the reverse.
 	rebuildMu sync.Mutex
 	derived   map[string]string
 	derivedOf map[string]string
@@ -94,6 +100,10 @@ type dataController struct {
 	done   chan struct{}
 
 	pollInterval time.Duration
+	// watchErrAt is when (Unix ns) an informer's watch last failed for a reason other than an
+	// expired resourceVersion; reconnects returns how many times the informers were replaced.
+	watchErrAt atomic.Int64
+	reconnects atomic.Int64
 }
 
 func newDataController(client kubernetes.Interface, dyn dynamic.Interface, disco discovery.DiscoveryInterface,
@@ -137,6 +147,9 @@ func (c *dataController) newBase() *baseInformers {
 		}})
 	b.services = kube.Informer[*corev1.ServiceList](c.client.CoreV1().Services(metav1.NamespaceAll), "", &corev1.Service{}, cache.Indexers{})
 	b.nss = kube.Informer[*corev1.NamespaceList](c.client.CoreV1().Namespaces(), "", &corev1.Namespace{}, cache.Indexers{})
+	for _, inf := range []cache.SharedIndexInformer{b.slices, b.services, b.nss} {
+		c.noticeWatchErrors(inf)
+	}
 	mustSet(b.slices.SetTransform(object.ToEndpointSlice))
 	mustSet(b.services.SetTransform(object.ToService))
 	mustSet(b.nss.SetTransform(object.ToNamespace))
@@ -159,6 +172,23 @@ func (c *dataController) newBase() *baseInformers {
 		}
 	})))
 	return b
+}
+
+// noticeWatchErrors records when inf's watch breaks (then logs as client-go does): a watch that
+// only expired, or closed normally, is not broken.
+func (c *dataController) noticeWatchErrors(inf cache.SharedIndexInformer) {
+	mustSet(inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, r *cache.Reflector, err error) {
+		if !apierrors.IsResourceExpired(err) && !apierrors.IsGone(err) && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+			c.watchErrAt.Store(time.Now().UnixNano())
+		}
+		cache.DefaultWatchErrorHandler(ctx, r, err)
+	}))
+}
+
+// watchBrokenSince reports whether a watch failed at t or later.
+func (c *dataController) watchBrokenSince(t time.Time) bool {
+	at := c.watchErrAt.Load()
+	return at != 0 && at >= t.UnixNano()
 }
 
 func mustSet(err error) {
@@ -216,9 +246,16 @@ func (c *dataController) superviseImports(ctx context.Context) {
 			downSince = time.Now()
 			log.Warningf("apiserver unreachable (%v); answering from the caches", err)
 		case err == nil && !downSince.IsZero():
-			log.Infof("apiserver reachable again after %s; restarting the informers", time.Since(downSince).Round(time.Second))
+			// Only watches that really broke are restarted: a discovery poll that failed while
+			// the watches stayed up (an apiserver blip) must not make every replica relist
+			// everything at once.
+			if c.watchBrokenSince(downSince.Add(-c.pollInterval)) {
+				log.Infof("apiserver reachable again after %s; restarting the informers", time.Since(downSince).Round(time.Second))
+				c.reconnect(ctx)
+			} else {
+				log.Infof("apiserver reachable again after %s; the watches stayed up, keeping the informers", time.Since(downSince).Round(time.Second))
+			}
 			downSince = time.Time{}
-			c.reconnect(ctx)
 		}
 		c.impMu.Lock()
 		running, current := c.imports != nil, c.importGVR
@@ -293,6 +330,7 @@ func (c *dataController) runImports(ctx context.Context, gvr schema.GroupVersion
 	ictx, cancel := context.WithCancel(ctx)
 	inf := kube.Informer[*unstructured.UnstructuredList](c.dyn.Resource(gvr).Namespace(metav1.NamespaceAll), "",
 		&unstructured.Unstructured{}, cache.Indexers{})
+	c.noticeWatchErrors(inf)
 	mustSet(inf.SetTransform(object.ToServiceImport))
 	mustAdd(inf.AddEventHandler(handlerFor(func(obj any) {
 		if si, ok := obj.(*object.ServiceImport); ok {
@@ -331,6 +369,8 @@ func (c *dataController) reconnect(ctx context.Context) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	c.base.Swap(nb).cancel()
+	c.reconnects.Add(1)
+	reconnectCount.WithLabelValues(c.zone).Inc()
 	keys := c.store.keys()
 	if ni != nil {
 		c.impMu.Lock()
@@ -429,8 +469,11 @@ func (c *dataController) rebuild(key string) {
 	if !c.served(ns) {
 		return
 	}
-	c.rebuildMu.Lock()
-	defer c.rebuildMu.Unlock()
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	mu := &c.keyMu[h.Sum32()%uint32(len(c.keyMu))]
+	mu.Lock()
+	defer mu.Unlock()
 
 	var si *object.ServiceImport
 	if inf := c.importInformer(); inf != nil {
@@ -438,10 +481,12 @@ func (c *dataController) rebuild(key string) {
 			si, _ = obj.(*object.ServiceImport)
 		}
 	}
+	c.rebuildMu.Lock()
 	if d, ok := c.derivedOf[key]; ok {
 		delete(c.derived, d)
 		delete(c.derivedOf, key)
 	}
+	c.rebuildMu.Unlock()
 	if si == nil {
 		c.store.set(key, nil)
 		return
@@ -451,8 +496,10 @@ func (c *dataController) rebuild(key string) {
 		derivedName = mcs.DerivedServiceName(c.prefix, si.Namespace, si.Name)
 	}
 	dkey := si.Namespace + "/" + derivedName
+	c.rebuildMu.Lock()
 	c.derived[dkey] = key
 	c.derivedOf[key] = dkey
+	c.rebuildMu.Unlock()
 	d := &serviceData{namespace: si.Namespace, name: si.Name, imp: si}
 	b := c.base.Load()
 	if obj, ok, _ := b.services.GetStore().GetByKey(dkey); ok {
@@ -473,4 +520,7 @@ func (c *dataController) updateGauges() {
 	importCount.WithLabelValues(c.zone).Set(float64(c.store.count()))
 	sliceCount.WithLabelValues(c.zone).Set(float64(len(c.base.Load().slices.GetStore().ListKeys())))
 	lastChange.WithLabelValues(c.zone).Set(float64(c.store.lastChange.Load()) / 1e9)
+	for reason, n := range c.store.cutCounts() {
+		limitedGauge.WithLabelValues(c.zone, reason).Set(float64(n))
+	}
 }

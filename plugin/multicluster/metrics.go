@@ -10,7 +10,7 @@ import (
 )
 
 // Every label is bounded: server and zone come from the Corefile, kind, outcome and state from
-// fixed sets. No service, cluster or IP ever becomes a label.
+// fixed sets (reason too). No service, cluster or IP ever becomes a label.
 var (
 	requestCount = promauto.NewCounterVec(prometheus.CounterOpts{
 		Namespace: plugin.Namespace,
@@ -38,6 +38,20 @@ var (
 		Subsystem: pluginName,
 		Name:      "last_change_timestamp_seconds",
 		Help:      "Unix time of the last change applied to the zone's answers (the data age is time() minus this).",
+	}, []string{"zone"})
+
+	limitedGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "limited",
+		Help:      "What the zone's answers leave out now, summed over services, by reason: endpoints (addresses over max_endpoints), ports (over max_ports), long_names (names over 255 octets), invalid_names (imports whose name or namespace is not a DNS label).",
+	}, []string{"zone", "reason"})
+
+	reconnectCount = promauto.NewCounterVec(prometheus.CounterOpts{
+		Namespace: plugin.Namespace,
+		Subsystem: pluginName,
+		Name:      "informer_restarts_total",
+		Help:      "Times the informers were replaced after their watches broke and the apiserver came back.",
 	}, []string{"zone"})
 
 	syncStateGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{

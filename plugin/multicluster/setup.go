@@ -29,6 +29,8 @@ const (
 	defaultTTL            = 5
 	maxTTL                = 3600
 	defaultStartupTimeout = 5 * time.Second
+	// maxLimit bounds max_endpoints and max_ports: beyond it one service could cost hundreds of MiB.
+	maxLimit = 100000
 )
 
 // options are the Corefile settings that are not part of MultiCluster itself.
@@ -114,6 +116,7 @@ func (o options) restConfig() (*rest.Config, error) {
 func parse(c *caddy.Controller) (*MultiCluster, options, error) {
 	opts := options{startupTimeout: defaultStartupTimeout, derivedPrefix: mcs.DefaultDerivedPrefix}
 	m := &MultiCluster{ttl: defaultTTL}
+	limits := DefaultLimits
 	blocks := 0
 	for c.Next() {
 		if blocks++; blocks > 1 {
@@ -179,6 +182,21 @@ func parse(c *caddy.Controller) (*MultiCluster, options, error) {
 					return nil, opts, c.Errf("startup_timeout must be a non-negative duration such as 5s, got %q", a[0])
 				}
 				opts.startupTimeout = d
+			case "max_endpoints", "max_ports":
+				name := c.Val()
+				a := c.RemainingArgs()
+				if len(a) != 1 {
+					return nil, opts, c.ArgErr()
+				}
+				v, err := strconv.Atoi(a[0])
+				if err != nil || v < 1 || v > maxLimit {
+					return nil, opts, c.Errf("%s must be an integer in [1, %d], got %q", name, maxLimit, a[0])
+				}
+				if name == "max_endpoints" {
+					limits.Endpoints = v
+				} else {
+					limits.Ports = v
+				}
 			case "derived_prefix":
 				a := c.RemainingArgs()
 				if len(a) != 1 {
@@ -197,5 +215,6 @@ func parse(c *caddy.Controller) (*MultiCluster, options, error) {
 		return nil, opts, errors.New("no zone")
 	}
 	m.store = newStore(m.Zones, m.ttl)
+	m.store.limits = limits
 	return m, opts, nil
 }

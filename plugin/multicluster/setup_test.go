@@ -20,6 +20,7 @@ func TestParse(t *testing.T) {
 		prefix     string
 		namespaces int
 		fallZone   string // a name fallthrough must apply to, if set
+		limits     Limits // zero: the defaults
 		err        string // substring of the expected error
 	}{
 		{input: `multicluster`, keys: []string{"."}, zones: []string{"clusterset.local."}, ttl: 5, timeout: 5 * time.Second, prefix: "derived-"},
@@ -34,6 +35,8 @@ func TestParse(t *testing.T) {
 			derived_prefix imported-
 		}`, keys: []string{"."}, zones: []string{"clusterset.local."}, ttl: 30, kubeconfig: "/etc/member2.config", context: "member2",
 			timeout: 10 * time.Second, prefix: "imported-", namespaces: 2, fallZone: "x.clusterset.local."},
+		{input: "multicluster {\nmax_endpoints 200\nmax_ports 16\n}", keys: []string{"."}, zones: []string{"clusterset.local."}, ttl: 5,
+			timeout: 5 * time.Second, prefix: "derived-", limits: Limits{Endpoints: 200, Ports: 16}},
 		{input: "multicluster {\nttl 0\n}", keys: []string{"."}, zones: []string{"clusterset.local."}, ttl: 0, timeout: 5 * time.Second, prefix: "derived-"},
 		{input: "multicluster {\nkubeconfig /a\n}", keys: []string{"."}, zones: []string{"clusterset.local."}, ttl: 5, kubeconfig: "/a", timeout: 5 * time.Second, prefix: "derived-"},
 		// Errors name the problem and the line.
@@ -49,6 +52,9 @@ func TestParse(t *testing.T) {
 		{input: "multicluster {\nnamespaces\n}", keys: []string{"."}, err: "Wrong argument count"},
 		{input: "multicluster {\nnamespaces Default\n}", keys: []string{"."}, err: "is not a namespace name"},
 		{input: "multicluster {\nderived_prefix UPPER-\n}", keys: []string{"."}, err: "cannot start a Service name"},
+		{input: "multicluster {\nmax_endpoints 0\n}", keys: []string{"."}, err: "max_endpoints must be an integer in [1, 100000]"},
+		{input: "multicluster {\nmax_ports many\n}", keys: []string{"."}, err: "max_ports must be an integer in [1, 100000]"},
+		{input: "multicluster {\nmax_ports 1 2\n}", keys: []string{"."}, err: "Wrong argument count"},
 		{input: `multicluster cluster.local`, keys: []string{"."}, err: "is the cluster-local zone"},
 		{input: "multicluster\nmulticluster", keys: []string{"."}, err: "this plugin can only be used once per Server Block"},
 	}
@@ -73,6 +79,13 @@ func TestParse(t *testing.T) {
 			opts.startupTimeout != tc.timeout || opts.derivedPrefix != tc.prefix || len(m.namespaces) != tc.namespaces {
 			t.Errorf("test %d: got ttl=%d kubeconfig=%q context=%q timeout=%s prefix=%q namespaces=%d", i,
 				m.ttl, opts.kubeconfig, opts.context, opts.startupTimeout, opts.derivedPrefix, len(m.namespaces))
+		}
+		if want := DefaultLimits; tc.limits != (Limits{}) {
+			if m.store.limits != tc.limits {
+				t.Errorf("test %d: limits %+v, want %+v", i, m.store.limits, tc.limits)
+			}
+		} else if m.store.limits != want {
+			t.Errorf("test %d: limits %+v, want the defaults %+v", i, m.store.limits, want)
 		}
 		if tc.fallZone != "" && !m.Fall.Through(tc.fallZone) {
 			t.Errorf("test %d: fallthrough does not apply to %s", i, tc.fallZone)
