@@ -62,7 +62,9 @@ func namedPorts(n int) []object.Port {
 	return out
 }
 
-func v4(i int) string { return netip.AddrFrom4([4]byte{10, byte(20 + i>>16), byte(i >> 8), byte(i)}).String() }
+func v4(i int) string {
+	return netip.AddrFrom4([4]byte{10, byte(20 + i>>16), byte(i >> 8), byte(i)}).String()
+}
 
 // heapAfter returns the live heap after f has run and the garbage is collected, minus before.
 func heapAfter(f func()) int64 {

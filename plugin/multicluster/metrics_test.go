@@ -16,6 +16,8 @@ func TestMetricsLint(t *testing.T) {
 	sliceCount.WithLabelValues("clusterset.local.").Set(1)
 	lastChange.WithLabelValues("clusterset.local.").Set(1)
 	syncStateGauge.WithLabelValues("clusterset.local.", "synced").Set(1)
+	limitedGauge.WithLabelValues("clusterset.local.", cutPorts).Set(1)
+	reconnectCount.WithLabelValues("clusterset.local.").Inc()
 	mfs, err := prometheus.DefaultGatherer.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -26,8 +28,8 @@ func TestMetricsLint(t *testing.T) {
 			ours = append(ours, mf)
 		}
 	}
-	if len(ours) != 5 {
-		t.Fatalf("found %d coredns_multicluster_* metrics, want 5", len(ours))
+	if len(ours) != 7 {
+		t.Fatalf("found %d coredns_multicluster_* metrics, want 7", len(ours))
 	}
 	problems, err := promlint.NewWithMetricFamilies(ours).Lint()
 	if err != nil {
