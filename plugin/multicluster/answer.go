@@ -71,11 +71,11 @@ func fillAnswer(state request.Request, msg *dns.Msg, n *node, qtype uint16, qnam
 	offset := clientOffset(state, n.count)
 	switch qtype {
 	case dns.TypeA:
-		if n.hs.n4 > 0 {
+		if n.kind == kindService && n.hs.n4 > 0 {
 			msg.Answer = addresses(n, offset, budget, false, qname)
 		}
 	case dns.TypeAAAA:
-		if n.hs.n6 > 0 {
+		if n.kind == kindService && n.hs.n6 > 0 {
 			msg.Answer = addresses(n, offset, budget, true, qname)
 		}
 	case dns.TypeSRV:

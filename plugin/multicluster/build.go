@@ -152,7 +152,8 @@ func (b *builder) add(name string, n *node) bool {
 
 // portName returns the _<port>._<proto> name of p under the service, or "" if p has none.
 func (b *builder) portName(p object.Port) (pname, proto string) {
-	if p.Name == "" || !validLabel(p.Name) || !validLabel(p.Protocol) {
+	// "_" + the name must stay one label of at most 63 octets.
+	if p.Name == "" || !validLabel(p.Name) || !validLabel(p.Protocol) || len(p.Name) > 62 || len(p.Protocol) > 62 {
 		return "", ""
 	}
 	proto = "_" + p.Protocol + "." + b.base

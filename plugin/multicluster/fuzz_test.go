@@ -10,7 +10,7 @@ import (
 )
 
 // FuzzServeDNS feeds arbitrary DNS messages to the plugin: it must never panic, and every reply it
-// writes must pack. The seed corpus (testdata/fuzz/FuzzServeDNS) holds one query per name shape.
+// writes must pack and unpack. FuzzStore fuzzes the stored objects. The seed corpus (testdata/fuzz/FuzzServeDNS) holds one query per name shape.
 func FuzzServeDNS(f *testing.F) {
 	for _, tc := range dnsCases {
 		if b, err := tc.Msg().Pack(); err == nil {
@@ -29,8 +29,12 @@ func FuzzServeDNS(f *testing.F) {
 			return
 		}
 		if w.Msg != nil {
-			if _, err := w.Msg.Pack(); err != nil {
+			wire, err := w.Msg.Pack()
+			if err != nil {
 				t.Fatalf("reply to %s does not pack: %v", r.Question[0].String(), err)
+			}
+			if err := new(dns.Msg).Unpack(wire); err != nil {
+				t.Fatalf("reply to %s does not unpack: %v", r.Question[0].String(), err)
 			}
 		}
 	})
