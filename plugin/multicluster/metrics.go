@@ -16,7 +16,7 @@ var (
 		Namespace: plugin.Namespace,
 		Subsystem: pluginName,
 		Name:      "requests_total",
-		Help:      "Counter of queries answered by the multicluster plugin, by kind of name (apex, version, namespace, service, srv, endpoint, unknown) and outcome (success, nodata, nxdomain, servfail, fallthrough).",
+		Help:      "Counter of queries answered by the multicluster plugin, by kind of name (apex, version, namespace, service, srv, endpoint, unknown) and outcome (success, nodata, nxdomain, servfail, fallthrough, truncated, refused).",
 	}, []string{"server", "kind", "outcome"})
 
 	importCount = promauto.NewGaugeVec(prometheus.GaugeOpts{
