@@ -24,18 +24,20 @@ case $mode in
   full)
     DNS_ARGS=(--imports 1000 --headless 100 --endpoints 100 --runs 5 --duration 4s --latency-duration 2s --mem-imports 10000 --mem-runs 5)
     CONTROL_ARGS=(--services 50 --runs 5 --churn 4 --scale 1000 --scale-karmada 100 --scale-runs 1)
-    GOBENCH_ARGS=(-count 5 -benchtime 1s) ;;
+    GOBENCH_ARGS=(-count 5 -benchtime 1s)
+    CHURN_SECONDS=60 ;;
   smoke)
-    DNS_ARGS=(--imports 50 --headless 5 --endpoints 10 --runs 1 --duration 1s --latency-qps 500 --latency-duration 1s --mem-imports 100 --mem-runs 1)
+    DNS_ARGS=(--imports 50 --headless 5 --endpoints 10 --runs 1 --duration 1s --latency-qps 500 --latency-duration 1s --mem-imports 100 --mem-runs 1 --hostile-scale 100)
     CONTROL_ARGS=(--services 3 --runs 1 --churn 1 --scale 20 --scale-karmada 5 --scale-runs 1)
-    GOBENCH_ARGS=(-count 1 -benchtime 2000x) ;;
+    GOBENCH_ARGS=(-count 1 -benchtime 2000x)
+    CHURN_SECONDS=10 ;;
   *) echo "usage: $0 [full|smoke]" >&2; exit 2 ;;
 esac
 # Overrides for a partial run, e.g. BENCH_ONLY=control BENCH_CONTROL_ARGS="--scale 200" (later flags win).
 read -r -a extra_dns <<<"${BENCH_DNS_ARGS:-}"
 read -r -a extra_control <<<"${BENCH_CONTROL_ARGS:-}"
 DNS_ARGS+=("${extra_dns[@]}") CONTROL_ARGS+=("${extra_control[@]}")
-only=${BENCH_ONLY:-dns,control,gobench}
+only=${BENCH_ONLY:-dns,churn,control,gobench}
 touch_md() { [ -f "$1" ] || echo "(${1##*/}: not run; BENCH_ONLY=$only)" >"$1"; }
 
 # Client limits, the same for both controllers compared: karmada-controller-manager's and
@@ -70,6 +72,21 @@ P=${CMCS_PORT_BASE:-31000}
   --ours _output/bin/coredns-mcs --stock "$CMCS_CACHE/coredns-$COREDNS_VERSION/coredns" \
   --port-base $((P + 60)) --dir "$OUT" --out "$OUT/dns.md" "${DNS_ARGS[@]}"
 
+if [[ $only == *churn* ]]; then
+step "DNS under churn: dnsperf at a fixed rate while imports, slices and derived Services change 10/s, every answer checked (${CHURN_SECONDS}s)"
+CMCS_CHURN_SECONDS=$CHURN_SECONDS CMCS_CHURN_REPORT="$OUT/churn.txt" \
+  go test -tags e2e -count=1 -run '^TestChurnAnswersFollowState$' -timeout 10m ./test/integration/ >"$OUT/churn.log" 2>&1 &&
+  verdict=passed || verdict="FAILED (log: churn.log)"
+{
+  echo "### DNS under churn"
+  echo
+  echo "coredns-mcs on member2 (test/integration TestChurnAnswersFollowState, ${CHURN_SECONDS} s): $verdict."
+  echo
+  cat "$OUT/churn.txt" 2>/dev/null || echo "(no report)"
+  echo
+} >"$OUT/churn.md"
+fi
+
 [[ $only == *control* ]] && step "controllers: ours vs Karmada's built-in MCS (propagation, churn, scale)"
 [[ $only == *control* ]] && _output/bin/mcsbench control --karmada-kubeconfig "$CMCS_KARMADA_KUBECONFIG" --members-kubeconfig "$CMCS_MEMBERS_KUBECONFIG" \
   --controller _output/bin/mcs-controller --controller-args "$controller_args" --coredns _output/bin/coredns-mcs --clusterset hack/clusterset.sh \
@@ -101,6 +118,6 @@ fi
   echo "- client limits (karmada-controller-manager, karmada-scheduler, mcs-controller): $([ -n "$CMCS_KARMADA_API_QPS" ] && echo "QPS $CMCS_KARMADA_API_QPS, burst $((CMCS_KARMADA_API_QPS * 2)) (CMCS_KARMADA_API_QPS)" || echo "their defaults (Karmada's QPS 40, burst 60; ours 100/200 to Karmada, 50/100 to members)"), the same for both controllers compared"
   echo "- command: \`make bench$([ "$mode" = smoke ] && echo -smoke)\` (hack/bench.sh $mode), $(( ($(date +%s) - t_start) / 60 )) min"
   echo
-  for f in dns control gobench; do touch_md "$OUT/$f.md"; cat "$OUT/$f.md"; done
+  for f in dns churn control gobench; do touch_md "$OUT/$f.md"; cat "$OUT/$f.md"; done
 } >"$OUT/results.md"
 cat "$OUT/results.md"

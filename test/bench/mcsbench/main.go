@@ -72,6 +72,7 @@ func cmdDNS(args []string) error {
 	latDur := fs.Duration("latency-duration", 3*time.Second, "length of a latency run")
 	memImports := fs.Int("mem-imports", 10000, "imports of the memory measurement (2 slices each)")
 	memRuns := fs.Int("mem-runs", 5, "alternating runs of the memory measurement")
+	hostile := fs.Int("hostile-scale", 1000, "the hostile exports: N endpoints x N ports, and 20 x N endpoints sharing one hostname (0: skip)")
 	portBase := fs.Int("port-base", 31060, "first of three loopback ports for the servers")
 	serverCPU := fs.String("server-cpu", "0", "core the DNS servers are pinned to")
 	loadCPU := fs.String("load-cpu", "1", "core dnsperf is pinned to")
@@ -265,6 +266,19 @@ func cmdDNS(args []string) error {
 		}
 	} else {
 		_ = deleteNamespace(ctx, kube, d.ns)
+	}
+	if *hostile > 0 {
+		o, s, _ := servers(*portBase)
+		dh := &dataset{ns: "bench-hostile", kube: kube, dyn: dyn, zone: "clusterset.local"}
+		n := *hostile
+		part, err := hostileMemory(ctx, dh, []*dnsServer{o, s}, *dir, *serverCPU, []hostileExport{
+			{name: "huge", what: fmt.Sprintf("%d endpoints x %d ports", n, n), endpoints: n, ports: n, probe: n - 1, probeN: 1},
+			{name: "db", what: fmt.Sprintf("%d endpoints sharing hostname db", 20*n), endpoints: 20 * n, ports: 1, sharedHost: "db", probeN: -1},
+		})
+		if err != nil {
+			return err
+		}
+		md.WriteString(part)
 	}
 	return os.WriteFile(*out, []byte(md.String()), 0o644)
 }
