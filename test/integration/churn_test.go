@@ -335,3 +335,30 @@ func at(m []string, i int) string {
 	}
 	return "?"
 }
+
+// TestChurnTimeline: the checker's judge. An address answered while present, or within the
+// window of the query, is fresh; one removed before the query was sent is as stale as the gap.
+func TestChurnTimeline(t *testing.T) {
+	tl := &timeline{spans: map[string][][2]time.Time{}}
+	t0 := time.Unix(1000, 0)
+	tl.add("a", t0)
+	tl.remove("a", t0.Add(2*time.Second))
+	tl.add("a", t0.Add(5*time.Second)) // back again, still there
+	tl.add("b", t0.Add(3*time.Second))
+	for _, c := range []struct {
+		addr     string
+		from, to time.Duration
+		want     time.Duration
+	}{
+		{"a", time.Second, time.Second + time.Millisecond, 0},
+		{"a", 2500 * time.Millisecond, 2600 * time.Millisecond, 500 * time.Millisecond},
+		{"a", 4 * time.Second, 4100 * time.Millisecond, 2 * time.Second},
+		{"a", 4990 * time.Millisecond, 5010 * time.Millisecond, 0},
+		{"a", 9 * time.Second, 9 * time.Second, 0},
+		{"b", time.Second, 2 * time.Second, -1 << 62}, // not yet added: never valid
+	} {
+		if got := tl.staleness(c.addr, t0.Add(c.from), t0.Add(c.to)); got != c.want {
+			t.Errorf("%s in [%s, %s]: staleness %s, want %s", c.addr, c.from, c.to, got, c.want)
+		}
+	}
+}
