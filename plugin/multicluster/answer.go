@@ -40,6 +40,10 @@ func answer(state request.Request, msg *dns.Msg, n *node, qtype uint16, qname st
 		}
 		budget -= over + budget/16
 		msg.Answer, msg.Extra = nil, nil
+		if budget <= 0 {
+			msg.Truncated = true
+			return
+		}
 	}
 }
 
@@ -247,7 +251,7 @@ func srvs(msg *dns.Msg, n *node, offset, budget int) {
 				continue
 			}
 			fit := min(len(ports), budget/sizeSRV(e.target))
-			if fit == 0 {
+			if fit <= 0 {
 				msg.Truncated = true
 				return
 			}

@@ -267,7 +267,7 @@ func (b *builder) headless(d serviceData) {
 		}
 	}
 	b.cut.add(cutPorts, len(droppedPorts))
-	sets := portSets{index: map[string]int{}}
+	sets := portSets{index: map[string]int{}, unions: map[[2]int]int{}}
 	sliceSet := make([]int, len(sl))
 	for i, s := range sl {
 		sliceSet[i] = sets.intern(s.Ports, allowed)
@@ -446,8 +446,9 @@ func (b *builder) headless(d serviceData) {
 // portSets interns the port sets of a service's slices: sorted by name, protocol and number,
 // without duplicates, only the allowed ports.
 type portSets struct {
-	list  [][]object.Port
-	index map[string]int
+	list   [][]object.Port
+	index  map[string]int
+	unions map[[2]int]int
 }
 
 func (s *portSets) intern(ports []object.Port, allowed map[object.Port]bool) int {
@@ -478,7 +479,12 @@ func (s *portSets) intern(ports []object.Port, allowed map[object.Port]bool) int
 
 // union interns the union of two sets (an endpoint in two slices: a dual-stack pod).
 func (s *portSets) union(a, b int) int {
-	return s.intern(append(slices.Clone(s.list[a]), s.list[b]...), nil)
+	if u, ok := s.unions[[2]int{a, b}]; ok {
+		return u
+	}
+	u := s.intern(append(slices.Clone(s.list[a]), s.list[b]...), nil)
+	s.unions[[2]int{a, b}] = u
+	return u
 }
 
 // cmpStrings compares pairs of strings in order: cmpStrings(a1, b1, a2, b2, …).
