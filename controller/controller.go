@@ -516,8 +516,16 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 				st.valid = condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonValid,
 					"Service "+key+" is exported")
 				ex := exporter{cluster: m.name, clusterID: m.id, service: svcObj.(*corev1.Service)}
-				ex.exportedLabels, _, _ = unstructured.NestedStringMap(se.Object, "spec", "exportedLabels")
-				ex.exportedAnnotations, _, _ = unstructured.NestedStringMap(se.Object, "spec", "exportedAnnotations")
+				labels, _, _ := unstructured.NestedStringMap(se.Object, "spec", "exportedLabels")
+				annotations, _, _ := unstructured.NestedStringMap(se.Object, "spec", "exportedAnnotations")
+				// Keys of Kubernetes, Karmada and the MCS API never travel to the importers.
+				var droppedL, droppedA []string
+				ex.exportedLabels, droppedL = mcs.WithoutReserved(labels)
+				ex.exportedAnnotations, droppedA = mcs.WithoutReserved(annotations)
+				if len(droppedL)+len(droppedA) > 0 {
+					klog.FromContext(ctx).V(1).Info("reserved exported labels or annotations not propagated", "cluster", m.name, "serviceExport", key,
+						"labels", droppedL, "annotations", droppedA)
+				}
 				objs, _ := m.slices.GetIndexer().ByIndex(byServiceIndex, key)
 				for _, o := range objs {
 					if s := o.(*discoveryv1.EndpointSlice); exportable(s) {

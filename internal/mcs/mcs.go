@@ -6,6 +6,7 @@ package mcs
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"sort"
 	"strings"
 )
 
@@ -27,6 +28,47 @@ const (
 	// maxNameLength is the longest Service name Kubernetes accepts (an RFC 1035 label).
 	maxNameLength = 63
 )
+
+// ReservedKey reports whether a label or annotation key is under a prefix that belongs to
+// Kubernetes, Karmada or the MCS API (kubernetes.io/, k8s.io/, karmada.io/ and its subdomains,
+// multicluster.kubernetes.io/, multicluster.x-k8s.io/). A member's exportedLabels and
+// exportedAnnotations with such keys are not propagated: they could steer Karmada
+// (work.karmada.io/conflict-resolution) or the DNS plugin (multicluster.kubernetes.io/derived-service)
+// in every importer.
+func ReservedKey(key string) bool {
+	prefix, _, ok := strings.Cut(key, "/")
+	if !ok {
+		return false
+	}
+	prefix = strings.ToLower(prefix)
+	switch prefix {
+	case "kubernetes.io", "k8s.io", "karmada.io", "multicluster.kubernetes.io", Group:
+		return true
+	}
+	return strings.HasSuffix(prefix, ".karmada.io")
+}
+
+// WithoutReserved returns m without its ReservedKey keys (m itself when it has none) and the
+// keys dropped.
+func WithoutReserved(m map[string]string) (map[string]string, []string) {
+	var dropped []string
+	for k := range m {
+		if ReservedKey(k) {
+			dropped = append(dropped, k)
+		}
+	}
+	if len(dropped) == 0 {
+		return m, nil
+	}
+	out := make(map[string]string, len(m)-len(dropped))
+	for k, v := range m {
+		if !ReservedKey(k) {
+			out[k] = v
+		}
+	}
+	sort.Strings(dropped)
+	return out, dropped
+}
 
 // DerivedServiceName returns the name of the Service that carries the ClusterSetIP of the import
 // ns/name: prefix+name when that is a valid Service name, otherwise prefix followed by a hash of

@@ -36,3 +36,32 @@ func TestDerivedServiceName(t *testing.T) {
 		t.Errorf("hashed name %q is not lower case", h1)
 	}
 }
+
+func TestReservedKeys(t *testing.T) {
+	for key, want := range map[string]bool{
+		"team":                                       false,
+		"example.com/owner":                          false,
+		"app.kubernetes.io/name":                     false, // the recommended labels are the user's
+		"kubernetes.io/service-name":                 true,
+		"k8s.io/x":                                   true,
+		"karmada.io/managed":                         true,
+		"work.karmada.io/conflict-resolution":        true,
+		"propagationpolicy.karmada.io/name":          true,
+		"Work.Karmada.IO/x":                          true,
+		"multicluster.kubernetes.io/derived-service": true,
+		"multicluster.x-k8s.io/anything":             true,
+		"notkarmada.io/x":                            false,
+	} {
+		if got := ReservedKey(key); got != want {
+			t.Errorf("ReservedKey(%q) = %v, want %v", key, got, want)
+		}
+	}
+	in := map[string]string{"team": "web", "work.karmada.io/conflict-resolution": "overwrite", "multicluster.kubernetes.io/derived-service": "kubernetes"}
+	out, dropped := WithoutReserved(in)
+	if len(out) != 1 || out["team"] != "web" || strings.Join(dropped, ",") != "multicluster.kubernetes.io/derived-service,work.karmada.io/conflict-resolution" {
+		t.Errorf("WithoutReserved = %v, dropped %v", out, dropped)
+	}
+	if len(in) != 3 {
+		t.Error("WithoutReserved changed its input")
+	}
+}

@@ -20,7 +20,7 @@ import (
 // richEcho writes, in member, Service echo (ClientIP affinity for 600 s, PreferClose, dual-stack
 // capable, an appProtocol, labels of its own) with one ready endpoint, and a v1beta1
 // ServiceExport carrying exportedLabels team=<team> and an exportedAnnotation (and labels of its
-// own, which must not travel).
+// own, and exported keys under reserved prefixes, which must not travel).
 func richEcho(t *testing.T, member, ns, ip, team string) {
 	t.Helper()
 	env.KubectlT(t, member, fmt.Sprintf(`apiVersion: v1
@@ -49,8 +49,8 @@ apiVersion: multicluster.x-k8s.io/v1beta1
 kind: ServiceExport
 metadata: {name: echo, namespace: %[1]s, labels: {from-export: "yes"}}
 spec:
-  exportedLabels: {team: %[3]s}
-  exportedAnnotations: {example.com/owner: alice}
+  exportedLabels: {team: %[3]s, karmada.io/managed: "true"}
+  exportedAnnotations: {example.com/owner: alice, multicluster.kubernetes.io/derived-service: kubernetes, work.karmada.io/conflict-resolution: overwrite}
 `, ns, ip, team), "apply", "-f", "-")
 }
 
@@ -136,6 +136,10 @@ func TestAutomaticImports(t *testing.T) {
 			"metadata.labels.from-service":                       "<nil>",
 			"metadata.labels.from-export":                        "<nil>",
 			"metadata.annotations.example\\.com/owner":           "alice",
+			// Reserved keys (Karmada's, the MCS API's) never travel (issue #14).
+			"metadata.labels.karmada\\.io/managed":                                "<nil>",
+			"metadata.annotations.multicluster\\.kubernetes\\.io/derived-service": "<nil>",
+			"metadata.annotations.work\\.karmada\\.io/conflict-resolution":        "<nil>",
 		}
 		// Karmada maps a Work's manifests with its control plane's API: v1beta1 imports (and
 		// their fields) only where it serves v1beta1 (CMCS_MCS_CRDS=mcs-api; hack/test.sh runs
