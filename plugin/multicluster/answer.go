@@ -49,23 +49,17 @@ func answer(state request.Request, msg *dns.Msg, n *node, qtype uint16, qname st
 
 func fillAnswer(state request.Request, msg *dns.Msg, n *node, qtype uint16, qname string, budget int) {
 	if n.hs == nil {
-		switch qtype {
-		case dns.TypeA:
-			fixed(msg, n.a, nil, qname, budget)
-		case dns.TypeAAAA:
-			fixed(msg, n.aaaa, nil, qname, budget)
-		case dns.TypeSRV:
-			fixed(msg, n.srv, n.extra, qname, budget)
-		}
+		rrs, extra := n.fixed(qtype)
+		fixed(msg, rrs, extra, qname, budget)
 		return
 	}
 	if n.ep >= 0 { // one endpoint's name
 		e := &n.hs.eps[n.ep]
 		switch qtype {
 		case dns.TypeA:
-			msg.Answer = copyA(e.a[:min(len(e.a), budget/sizeA)], qname, nil)
+			msg.Answer = copyRecords[dns.A](e.a[:min(len(e.a), budget/sizeA)], qname, nil)
 		case dns.TypeAAAA:
-			msg.Answer = copyAAAA(e.aaaa[:min(len(e.aaaa), budget/sizeAAAA)], qname, nil)
+			msg.Answer = copyRecords[dns.AAAA](e.aaaa[:min(len(e.aaaa), budget/sizeAAAA)], qname, nil)
 		}
 		return
 	}
@@ -112,17 +106,22 @@ func fixed(msg *dns.Msg, rrs, extra []dns.RR, qname string, budget int) {
 	}
 }
 
-// fixedSize is the wire size of a ClusterSetIP name's records of qtype.
-func fixedSize(n *node, qtype uint16) int {
-	var rrs, extra []dns.RR
+// fixed returns a ClusterSetIP name's ready-made records of qtype and their additional records.
+func (n *node) fixed(qtype uint16) (rrs, extra []dns.RR) {
 	switch qtype {
 	case dns.TypeA:
-		rrs = n.a
+		return n.a, nil
 	case dns.TypeAAAA:
-		rrs = n.aaaa
+		return n.aaaa, nil
 	case dns.TypeSRV:
-		rrs, extra = n.srv, n.extra
+		return n.srv, n.extra
 	}
+	return nil, nil
+}
+
+// fixedSize is the wire size of a ClusterSetIP name's records of qtype.
+func fixedSize(n *node, qtype uint16) int {
+	rrs, extra := n.fixed(qtype)
 	total := 0
 	for _, rr := range rrs {
 		total += rrSize(rr)
@@ -191,10 +190,10 @@ func addresses(n *node, offset, budget int, v6 bool, qname string) []dns.RR {
 		for c, k := newCursor(n, offset), 0; k < n.count; c, k = c.advanced(), k+1 {
 			e := &eps[c.i]
 			if v6 && len(e.aaaa) > 0 {
-				return copyAAAA(e.aaaa[:min(len(e.aaaa), budget/sizeAAAA)], qname, nil)
+				return copyRecords[dns.AAAA](e.aaaa[:min(len(e.aaaa), budget/sizeAAAA)], qname, nil)
 			}
 			if !v6 && len(e.a) > 0 {
-				return copyA(e.a[:min(len(e.a), budget/sizeA)], qname, nil)
+				return copyRecords[dns.A](e.a[:min(len(e.a), budget/sizeA)], qname, nil)
 			}
 		}
 		return nil
@@ -203,12 +202,12 @@ func addresses(n *node, offset, budget int, v6 bool, qname string) []dns.RR {
 	if v6 {
 		as := make([]dns.AAAA, 0, records)
 		for c, k := newCursor(n, offset), 0; k < count; c, k = c.advanced(), k+1 {
-			out, as = appendAAAA(out, as, eps[c.i].aaaa, qname)
+			out, as = appendRecords(out, as, eps[c.i].aaaa, qname)
 		}
 	} else {
 		as := make([]dns.A, 0, records)
 		for c, k := newCursor(n, offset), 0; k < count; c, k = c.advanced(), k+1 {
-			out, as = appendA(out, as, eps[c.i].a, qname)
+			out, as = appendRecords(out, as, eps[c.i].a, qname)
 		}
 	}
 	return out
@@ -261,7 +260,7 @@ func srvs(msg *dns.Msg, n *node, offset, budget int) {
 			a := e.a[:min(len(e.a), left/sizeA)]
 			left -= len(a) * sizeA
 			aaaa := e.aaaa[:min(len(e.aaaa), left/sizeAAAA)]
-			msg.Extra = copyAAAA(aaaa, e.target, copyA(a, e.target, nil))
+			msg.Extra = copyRecords[dns.AAAA](aaaa, e.target, copyRecords[dns.A](a, e.target, nil))
 			return
 		}
 		return
@@ -275,8 +274,8 @@ func srvs(msg *dns.Msg, n *node, offset, budget int) {
 			continue
 		}
 		answers, recs = appendSRV(answers, recs, n.ranges[c.r].ports, qname, e.target, hs)
-		extra, as = appendA(extra, as, e.a, e.target)
-		extra, aaaas = appendAAAA(extra, aaaas, e.aaaa, e.target)
+		extra, as = appendRecords(extra, as, e.a, e.target)
+		extra, aaaas = appendRecords(extra, aaaas, e.aaaa, e.target)
 	}
 	msg.Answer, msg.Extra = answers, extra
 }
@@ -286,21 +285,17 @@ func srvs(msg *dns.Msg, n *node, offset, budget int) {
 // shared with later plugins (the cache plugin rewrites TTLs in place), and a 100-endpoint answer
 // costs a few allocations, not one per record.
 
-func appendA(out []dns.RR, arr []dns.A, tmpl []dns.A, owner string) ([]dns.RR, []dns.A) {
-	for i := range tmpl {
-		arr = append(arr, tmpl[i])
-		rr := &arr[len(arr)-1]
-		rr.Hdr.Name = owner
-		out = append(out, rr)
-	}
-	return out, arr
+// rrPointer is a pointer to a record struct (*dns.A, *dns.AAAA).
+type rrPointer[T any] interface {
+	*T
+	dns.RR
 }
 
-func appendAAAA(out []dns.RR, arr []dns.AAAA, tmpl []dns.AAAA, owner string) ([]dns.RR, []dns.AAAA) {
+func appendRecords[T any, P rrPointer[T]](out []dns.RR, arr []T, tmpl []T, owner string) ([]dns.RR, []T) {
 	for i := range tmpl {
 		arr = append(arr, tmpl[i])
-		rr := &arr[len(arr)-1]
-		rr.Hdr.Name = owner
+		rr := P(&arr[len(arr)-1])
+		rr.Header().Name = owner
 		out = append(out, rr)
 	}
 	return out, arr
@@ -317,19 +312,12 @@ func appendSRV(out []dns.RR, arr []dns.SRV, ports []object.Port, owner, target s
 	return out, arr
 }
 
-func copyA(tmpl []dns.A, owner string, out []dns.RR) []dns.RR {
+// copyRecords copies record templates with owner as their name, appended to out.
+func copyRecords[T any, P rrPointer[T]](tmpl []T, owner string, out []dns.RR) []dns.RR {
 	if len(tmpl) == 0 {
 		return out
 	}
-	out, _ = appendA(out, make([]dns.A, 0, len(tmpl)), tmpl, owner)
-	return out
-}
-
-func copyAAAA(tmpl []dns.AAAA, owner string, out []dns.RR) []dns.RR {
-	if len(tmpl) == 0 {
-		return out
-	}
-	out, _ = appendAAAA(out, make([]dns.AAAA, 0, len(tmpl)), tmpl, owner)
+	out, _ = appendRecords[T, P](out, make([]T, 0, len(tmpl)), tmpl, owner)
 	return out
 }
 

@@ -118,15 +118,7 @@ type holdings struct {
 func holdingsOf(n *node, qtype uint16) holdings {
 	h := holdings{fixed: map[string]bool{}, n: n}
 	if n.hs == nil {
-		var rrs []dns.RR
-		switch qtype {
-		case dns.TypeA:
-			rrs = n.a
-		case dns.TypeAAAA:
-			rrs = n.aaaa
-		case dns.TypeSRV:
-			rrs = n.srv
-		}
+		rrs, _ := n.fixed(qtype)
 		for _, rr := range rrs {
 			h.fixed[rdata(rr)] = true
 		}

@@ -89,13 +89,7 @@ func TestChurnAnswersFollowState(t *testing.T) {
 	run, changesPerSec, checkQPS, loadQPS := churnParams()
 	const ns = "dns-churn"
 	ctx := context.Background()
-	kc := env.Client(t, clusterset.Member2)
-	t.Cleanup(func() {
-		env.Run(clusterset.Member2, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
-	})
-	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	kc := member2Namespace(t, ns)
 	dnsSrv := env.StartMemberDNS(t, clusterset.Member2)
 	tl := &timeline{spans: map[string][][2]time.Time{}}
 	zero := time.Time{}

@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
@@ -63,6 +64,20 @@ func readyEndpoint(host, ip string) discoveryv1.Endpoint {
 	return e
 }
 
+// member2Namespace creates namespace ns in member2 for the test (deleted at its end) and returns
+// a client of member2.
+func member2Namespace(t *testing.T, ns string) kubernetes.Interface {
+	t.Helper()
+	kc := env.Client(t, clusterset.Member2)
+	t.Cleanup(func() {
+		env.Run(clusterset.Member2, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+	})
+	if _, err := kc.CoreV1().Namespaces().Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return kc
+}
+
 // rssKiB is the resident set of process pid.
 func rssKiB(t testing.TB, pid int) int {
 	t.Helper()
@@ -88,13 +103,7 @@ func TestHostileExportOnRealAPIServer(t *testing.T) {
 	env.PropagateMCSCRDs(t)
 	const ns = "dns-hostile"
 	ctx := context.Background()
-	kc := env.Client(t, clusterset.Member2)
-	t.Cleanup(func() {
-		env.Run(clusterset.Member2, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
-	})
-	if _, err := kc.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	kc := member2Namespace(t, ns)
 	dns := env.StartMemberDNS(t, clusterset.Member2)
 	server := dns.Addr
 
