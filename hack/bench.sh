@@ -74,8 +74,8 @@ P=${CMCS_PORT_BASE:-31000}
 
 if [[ $only == *churn* ]]; then
 step "DNS under churn: dnsperf at a fixed rate while imports, slices and derived Services change 10/s, every answer checked (${CHURN_SECONDS}s)"
-CMCS_CHURN_SECONDS=$CHURN_SECONDS CMCS_CHURN_REPORT="$OUT/churn.txt" \
-  go test -tags e2e -count=1 -run '^TestChurnAnswersFollowState$' -timeout 10m ./test/integration/ >"$OUT/churn.log" 2>&1 &&
+CMCS_CHURN_SECONDS=$CHURN_SECONDS CMCS_CHURN_REPORT="$PWD/$OUT/churn.txt" \
+  go test -tags e2e -count=1 -v -run '^TestChurnAnswersFollowState$' -timeout 10m ./test/integration/ >"$OUT/churn.log" 2>&1 &&
   verdict=passed || verdict="FAILED (log: churn.log)"
 {
   echo "### DNS under churn"

@@ -110,7 +110,8 @@ func (*ServiceImport) GetObjectKind() schema.ObjectKind { return schema.EmptyObj
 type Endpoint struct {
 	Addresses []netip.Addr
 	Hostname  string
-	// Pod names the endpoint's targetRef (for grouping an IPv4 and an IPv6 address of one pod).
+	// Pod names the endpoint's targetRef (for grouping an IPv4 and an IPv6 address of one pod),
+	// kept only when it has no hostname (which groups it then).
 	Pod   string
 	Ready bool
 }
@@ -156,20 +157,36 @@ func ToEndpointSlice(obj any) (any, error) {
 			s.Ports = append(s.Ports, port)
 		}
 	}
+	// One allocation for the endpoints, one for all their addresses, and one string per distinct
+	// hostname: a 1,000-endpoint slice costs a few allocations, whatever it holds.
+	s.Endpoints = make([]Endpoint, 0, len(es.Endpoints))
+	n := 0
+	for _, e := range es.Endpoints {
+		n += len(e.Addresses)
+	}
+	addrs := make([]netip.Addr, 0, n)
+	hostnames := map[string]string{}
 	for _, e := range es.Endpoints {
 		ep := Endpoint{Ready: e.Conditions.Ready == nil || *e.Conditions.Ready}
 		if e.Hostname != nil {
-			ep.Hostname = strings.ToLower(*e.Hostname)
+			h, ok := hostnames[*e.Hostname]
+			if !ok {
+				h = strings.Clone(strings.ToLower(*e.Hostname))
+				hostnames[*e.Hostname] = h
+			}
+			ep.Hostname = h
 		}
-		if e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
+		if ep.Hostname == "" && e.TargetRef != nil && e.TargetRef.Kind == "Pod" {
 			ep.Pod = e.TargetRef.Name
 		}
+		lo := len(addrs)
 		for _, a := range e.Addresses {
 			if ip, err := netip.ParseAddr(a); err == nil {
-				ep.Addresses = append(ep.Addresses, ip.Unmap())
+				addrs = append(addrs, ip.Unmap())
 			}
 		}
-		if len(ep.Addresses) > 0 {
+		if len(addrs) > lo {
+			ep.Addresses = addrs[lo:len(addrs):len(addrs)]
 			s.Endpoints = append(s.Endpoints, ep)
 		}
 	}
