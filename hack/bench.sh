@@ -68,9 +68,19 @@ done
 P=${CMCS_PORT_BASE:-31000}
 
 [[ $only == *dns* ]] && step "DNS: coredns-mcs vs stock CoreDNS $COREDNS_VERSION vs template ceiling (dnsperf), memory after sync"
+# BENCH_BASELINE=<git revision>: that revision's coredns-mcs runs beside ours in the throughput
+# runs (the same command, the same machine), e.g. the commit before a change to the plugin.
+baseline_args=()
+if [[ $only == *dns* && -n ${BENCH_BASELINE:-} ]]; then
+  step "building coredns-mcs at $BENCH_BASELINE (the baseline)"
+  rm -rf "$OUT/baseline-src" && git worktree add -f --detach "$OUT/baseline-src" "$BENCH_BASELINE" >/dev/null
+  (cd "$OUT/baseline-src" && go build -trimpath -o "$PWD/../coredns-mcs-baseline" ./cmd/coredns-mcs)
+  git worktree remove --force "$OUT/baseline-src"
+  baseline_args=(--baseline "$OUT/coredns-mcs-baseline")
+fi
 [[ $only == *dns* ]] && _output/bin/mcsbench dns --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context member2 \
   --ours _output/bin/coredns-mcs --stock "$CMCS_CACHE/coredns-$COREDNS_VERSION/coredns" \
-  --port-base $((P + 60)) --dir "$OUT" --out "$OUT/dns.md" "${DNS_ARGS[@]}"
+  --port-base $((P + 60)) --dir "$OUT" --out "$OUT/dns.md" "${baseline_args[@]}" "${DNS_ARGS[@]}"
 
 if [[ $only == *churn* ]]; then
 step "DNS under churn: dnsperf at a fixed rate while imports, slices and derived Services change 10/s, every answer checked (${CHURN_SECONDS}s)"

@@ -63,6 +63,7 @@ func cmdDNS(args []string) error {
 	kctx := fs.String("context", "member2", "the member the DNS servers serve")
 	ours := fs.String("ours", "", "coredns-mcs binary")
 	stock := fs.String("stock", "", "stock CoreDNS binary (same version)")
+	baseline := fs.String("baseline", "", "another coredns-mcs binary (an earlier build) measured beside ours in the throughput runs")
 	imports := fs.Int("imports", 1000, "ClusterSetIP imports")
 	headless := fs.Int("headless", 100, "headless imports")
 	eps := fs.Int("endpoints", 100, "ready endpoints per headless import")
@@ -115,13 +116,20 @@ func cmdDNS(args []string) error {
 		return err
 	}
 	o, s, t := servers(*portBase)
-	for _, srv := range []*dnsServer{o, s, t} {
+	all, answering := []*dnsServer{o, s, t}, []*dnsServer{o, s}
+	var b *dnsServer
+	if *baseline != "" {
+		b = &dnsServer{name: "coredns-mcs-baseline", bin: *baseline, port: *portBase + 3, corefile: strings.Replace(o.corefile,
+			fmt.Sprintf(":%d {", o.port), fmt.Sprintf(":%d {", *portBase+3), 1)}
+		all, answering = append(all, b), append(answering, b)
+	}
+	for _, srv := range all {
 		if err := srv.start(*dir, *serverCPU); err != nil {
 			return err
 		}
 		defer srv.stop()
 	}
-	for _, srv := range []*dnsServer{o, s} {
+	for _, srv := range answering {
 		if err := waitAnswer(srv, d.fqdn(d.csipName(d.imports-1)), dns.TypeA, 1, 120*time.Second); err != nil {
 			return err
 		}
@@ -169,6 +177,9 @@ func cmdDNS(args []string) error {
 	fmt.Fprintf(&md, "| mix | server | QPS | ratio to stock | server CPU µs/query | p50 / p99 ms at %d qps | dnsperf CPU share | rcodes |\n|---|---|---|---|---|---|---|---|\n", *latQPS)
 	for i, m := range mixes {
 		order := []*dnsServer{o, s}
+		if b != nil {
+			order = append(order, b)
+		}
 		if i == 0 {
 			order = append(order, t)
 		}
@@ -204,6 +215,9 @@ func cmdDNS(args []string) error {
 			if srv == t {
 				rat = "ours = " + ratio(qps[o.name], qps[t.name]) + " of it"
 			}
+			if srv == b {
+				rat += "; ours = " + ratio(qps[o.name], qps[b.name]) + " of it"
+			}
 			fmt.Fprintf(&md, "| %s | %s | %s | %s | %s | %s / %s | %s | %s |\n", m.name, srv.name,
 				fmtRange(qps[srv.name], "%.0f"), rat, fmtRange(cpu[srv.name], "%.1f"),
 				fmtRange(p50[srv.name], "%.3f"), fmtRange(p99[srv.name], "%.3f"), fmtRange(load[srv.name], "%.2f"), codes[srv.name])
@@ -211,7 +225,7 @@ func cmdDNS(args []string) error {
 	}
 	fmt.Fprintf(&md, "\nA dnsperf CPU share near 1.00 means the load generator, not the server, was the limit of that run; "+
 		"the server CPU per query is then the better comparison.\n\n")
-	for _, srv := range []*dnsServer{o, s, t} {
+	for _, srv := range all {
 		srv.stop()
 	}
 
