@@ -126,7 +126,7 @@ fi
   echo "- machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), Linux $(uname -r)"
   echo "- $(go version | cut -d' ' -f3); CoreDNS $COREDNS_VERSION (ours embeds it; stock built from the same module); Kubernetes $KUBE_VERSION; Karmada $KARMADA_VERSION; dnsperf $(dnsperf -h 2>&1 | awk '/^Version/ {print $2}')"
   echo "- client limits (karmada-controller-manager, karmada-scheduler, mcs-controller): $([ -n "$CMCS_KARMADA_API_QPS" ] && echo "QPS $CMCS_KARMADA_API_QPS, burst $((CMCS_KARMADA_API_QPS * 2)) (CMCS_KARMADA_API_QPS)" || echo "their defaults (Karmada's QPS 40, burst 60; ours 100/200 to Karmada, 50/100 to members)"), the same for both controllers compared"
-  echo "- command: \`make bench$([ "$mode" = smoke ] && echo -smoke)\` (hack/bench.sh $mode), $(( ($(date +%s) - t_start) / 60 )) min"
+  echo "- command: \`${BENCH_ONLY:+BENCH_ONLY=$BENCH_ONLY }${BENCH_BASELINE:+BENCH_BASELINE=$BENCH_BASELINE }make bench$([ "$mode" = smoke ] && echo -smoke)\` (hack/bench.sh $mode), $(( ($(date +%s) - t_start) / 60 )) min"
   echo
   for f in dns churn control gobench; do touch_md "$OUT/$f.md"; cat "$OUT/$f.md"; done
 } >"$OUT/results.md"
