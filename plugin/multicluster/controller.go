@@ -5,6 +5,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"io"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -104,7 +105,29 @@ type dataController struct {
 	// expired resourceVersion; reconnects returns how many times the informers were replaced.
 	watchErrAt atomic.Int64
 	reconnects atomic.Int64
+	// connErrors, when set, records requests that failed below HTTP (set in setup).
+	connErrors *connErrors
 }
+
+// connErrors records when a request to the apiserver last failed below HTTP: connection refused
+// or reset, a TLS or dial timeout. The watches share those connections (HTTP/2), so they broke
+// too; client-go's reflectors retry such errors themselves, with a backoff, without reporting
+// them to the watch error handler. A 5xx answer (an apiserver blip) is no such failure.
+type connErrors struct{ at atomic.Int64 }
+
+func (c *connErrors) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := rt.RoundTrip(r)
+		if err != nil && r.Context().Err() == nil {
+			c.at.Store(time.Now().UnixNano())
+		}
+		return resp, err
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 func newDataController(client kubernetes.Interface, dyn dynamic.Interface, disco discovery.DiscoveryInterface,
 	st *store, prefix string, namespaces map[string]bool, zone string) *dataController {
@@ -185,9 +208,13 @@ func (c *dataController) noticeWatchErrors(inf cache.SharedIndexInformer) {
 	}))
 }
 
-// watchBrokenSince reports whether a watch failed at t or later.
+// watchBrokenSince reports whether a watch failed, or a connection to the apiserver did, at t or
+// later.
 func (c *dataController) watchBrokenSince(t time.Time) bool {
 	at := c.watchErrAt.Load()
+	if c.connErrors != nil {
+		at = max(at, c.connErrors.at.Load())
+	}
 	return at != 0 && at >= t.UnixNano()
 }
 

@@ -1,7 +1,9 @@
 package multicluster
 
 import (
+	"context"
 	"errors"
+	"net/http"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -105,5 +107,43 @@ func TestDiscoveryBlipKeepsInformers(t *testing.T) {
 	}
 	if c.base.Load() == base {
 		t.Error("reconnect counted but the informers were not replaced")
+	}
+}
+
+// A request that fails below HTTP (the apiserver is down: connection refused) marks the
+// connections, and with them the watches, broken; an HTTP error answer or a request the caller
+// cancelled does not. (client-go's reflectors retry connection errors of their watches without
+// reporting them to the watch error handler.)
+func TestConnErrorsMarkWatchesBroken(t *testing.T) {
+	c, _ := newTestController(t)
+	conn := &connErrors{}
+	c.connErrors = conn
+	since := time.Now()
+	fail := errors.New("dial tcp 127.0.0.1:6443: connect: connection refused")
+	var status int
+	rt := conn.wrap(roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if status == 0 {
+			return nil, fail
+		}
+		return &http.Response{StatusCode: status, Body: http.NoBody}, nil
+	}))
+	req := func(ctx context.Context) {
+		r, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://127.0.0.1:6443/apis", nil)
+		if resp, err := rt.RoundTrip(r); err == nil {
+			resp.Body.Close()
+		}
+	}
+	status = http.StatusServiceUnavailable
+	req(context.Background())
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	status = 0
+	req(cancelled)
+	if c.watchBrokenSince(since) {
+		t.Fatal("a 503 answer or a cancelled request marked the watches broken")
+	}
+	req(context.Background())
+	if !c.watchBrokenSince(since) {
+		t.Fatal("a refused connection did not mark the watches broken")
 	}
 }

@@ -49,6 +49,8 @@ func setup(c *caddy.Controller) error {
 	if err != nil {
 		return plugin.Error(pluginName, err)
 	}
+	conn := &connErrors{}
+	cfg.Wrap(conn.wrap)
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return plugin.Error(pluginName, err)
@@ -62,6 +64,7 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	ctrl := newDataController(client, dyn, disco, m.store, opts.derivedPrefix, m.namespaces, m.Zones[0])
+	ctrl.connErrors = conn
 	m.ctrl = ctrl
 
 	c.OnStartup(func() error {

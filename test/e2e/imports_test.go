@@ -49,7 +49,7 @@ apiVersion: multicluster.x-k8s.io/v1beta1
 kind: ServiceExport
 metadata: {name: echo, namespace: %[1]s, labels: {from-export: "yes"}}
 spec:
-  exportedLabels: {team: %[3]s, karmada.io/managed: "true"}
+  exportedLabels: {team: %[3]s, multicluster.x-k8s.io/claimed-by: member}
   exportedAnnotations: {example.com/owner: alice, multicluster.kubernetes.io/derived-service: kubernetes, work.karmada.io/conflict-resolution: overwrite}
 `, ns, ip, team), "apply", "-f", "-")
 }
@@ -137,7 +137,7 @@ func TestAutomaticImports(t *testing.T) {
 			"metadata.labels.from-export":                        "<nil>",
 			"metadata.annotations.example\\.com/owner":           "alice",
 			// Reserved keys (Karmada's, the MCS API's) never travel (issue #14).
-			"metadata.labels.karmada\\.io/managed":                                "<nil>",
+			"metadata.labels.multicluster\\.x-k8s\\.io/claimed-by":                "<nil>",
 			"metadata.annotations.multicluster\\.kubernetes\\.io/derived-service": "<nil>",
 			"metadata.annotations.work\\.karmada\\.io/conflict-resolution":        "<nil>",
 		}
