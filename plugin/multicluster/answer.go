@@ -20,7 +20,7 @@ func answer(state request.Request, msg *dns.Msg, n *node, qtype uint16, qname st
 	// Header, question, and room for an OPT record with an extended error.
 	overhead := 12 + (len(qname) + 1 + 4) + 32
 	if small := dns.MinMsgSize - overhead; (n.hs == nil && fixedSize(n, qtype) <= small) ||
-		(n.ep >= 0 && n.hs.eps[n.ep].weight() <= small) {
+		(n.hs != nil && n.ep >= 0 && n.hs.eps[n.ep].weight() <= small) {
 		// What a ClusterSetIP or endpoint name holds fits any client: no need to ask its size.
 		fillAnswer(state, msg, n, qtype, qname, dns.MinMsgSize-overhead)
 		return
