@@ -48,7 +48,7 @@ bench: deps build ## Benchmarks against stock CoreDNS and Karmada's built-in MCS
 	hack/bench.sh full
 
 .PHONY: bench-smoke
-bench-smoke: deps build ## The benchmarks at tiny sizes (~3 min; CI runs it so the instrument does not rot).
+bench-smoke: deps build ## The benchmarks at tiny sizes (~6 min; CI runs it so the instrument does not rot).
 	hack/bench.sh smoke
 
 .PHONY: bench-plugin
