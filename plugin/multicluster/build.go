@@ -219,7 +219,8 @@ func (b *builder) clusterSetIP(d serviceData) {
 	}
 }
 
-// capPorts returns the distinct ports of list, at most Limits.Ports of them, counting the rest.
+// capPorts returns the distinct ports of list, at most Limits.Ports of them, counting the
+// distinct rest.
 func (b *builder) capPorts(list []object.Port) []object.Port {
 	seen := make(map[object.Port]bool, min(len(list), b.lim.Ports))
 	out := make([]object.Port, 0, min(len(list), b.lim.Ports))
@@ -227,11 +228,11 @@ func (b *builder) capPorts(list []object.Port) []object.Port {
 		if seen[p] {
 			continue
 		}
+		seen[p] = true
 		if len(out) >= b.lim.Ports {
-			b.cut.add(cutPorts, 1)
+			b.cut.add(cutPorts, 1) // each distinct port once, as for headless services
 			continue
 		}
-		seen[p] = true
 		out = append(out, p)
 	}
 	return out

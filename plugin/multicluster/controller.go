@@ -508,25 +508,28 @@ func (c *dataController) rebuild(key string) {
 			si, _ = obj.(*object.ServiceImport)
 		}
 	}
+	dkey := ""
+	if si != nil {
+		derivedName := si.DerivedService
+		if derivedName == "" {
+			derivedName = mcs.DerivedServiceName(c.prefix, si.Namespace, si.Name)
+		}
+		dkey = si.Namespace + "/" + derivedName
+	}
 	c.rebuildMu.Lock()
 	if d, ok := c.derivedOf[key]; ok {
 		delete(c.derived, d)
 		delete(c.derivedOf, key)
+	}
+	if si != nil {
+		c.derived[dkey] = key
+		c.derivedOf[key] = dkey
 	}
 	c.rebuildMu.Unlock()
 	if si == nil {
 		c.store.set(key, nil)
 		return
 	}
-	derivedName := si.DerivedService
-	if derivedName == "" {
-		derivedName = mcs.DerivedServiceName(c.prefix, si.Namespace, si.Name)
-	}
-	dkey := si.Namespace + "/" + derivedName
-	c.rebuildMu.Lock()
-	c.derived[dkey] = key
-	c.derivedOf[key] = dkey
-	c.rebuildMu.Unlock()
 	d := &serviceData{namespace: si.Namespace, name: si.Name, imp: si}
 	b := c.base.Load()
 	if obj, ok, _ := b.services.GetStore().GetByKey(dkey); ok {
