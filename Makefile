@@ -39,6 +39,10 @@ fmt: ## Run gofmt on the code.
 vet: ## Run go vet.
 	go vet ./...
 
+.PHONY: test-controlplane
+test-controlplane: deps ## The controller against real kube-apiservers (envtest; no Karmada process), ~2 min.
+	hack/test-controlplane.sh
+
 .PHONY: test-unit
 test-unit: ## Run unit tests only (no clusterset needed).
 	CGO_ENABLED=1 go test -race -count=1 $$(go list ./... | grep -v /test/)

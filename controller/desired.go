@@ -1,13 +1,8 @@
-// Package controller is the MCS controller that runs beside the Karmada control plane: it watches
-// ServiceExports, their Services and EndpointSlices in every member, and writes `derived-<svc>`
-// Services and mirrored EndpointSlices into the members that import the service, through Karmada
-// Work objects, with ServiceExport conditions.
 package controller
 
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -17,30 +12,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
-)
-
-const (
-	// ManagedBy is the endpointslice.kubernetes.io/managed-by value of the slices we write, and the
-	// app.kubernetes.io/managed-by value of our Works and derived Services.
-	ManagedBy = "mcs-controller.coredns-mcs.io"
-
-	labelManagedBy      = "app.kubernetes.io/managed-by"
-	labelSliceManagedBy = discoveryv1.LabelManagedBy
-	// Labels on our Works, naming the exported service they serve.
-	labelWorkNamespace = "mcs.coredns-mcs.io/service-namespace"
-	labelWorkName      = "mcs.coredns-mcs.io/service-name"
-	labelWorkCluster   = "mcs.coredns-mcs.io/source-cluster"
-	annotationHash     = "mcs.coredns-mcs.io/manifest-hash"
-
-	// executionFinalizer is the finalizer Karmada's execution controller honours on Works.
-	executionFinalizer = "karmada.io/execution-controller"
-
-	// ExecutionNamespacePrefix is Karmada's per-cluster namespace for Works.
-	ExecutionNamespacePrefix = "karmada-es-"
 )
 
 // karmadaSliceManagers are managed-by values of slices Karmada's own MCS controllers write.
@@ -79,15 +54,6 @@ type importer struct {
 	auto    bool
 	siGVR   schema.GroupVersionResource
 	derived *corev1.Service
-}
-
-// workObject is one desired Work: its namespace/name and the single manifest it carries.
-type workObject struct {
-	namespace, name string
-	cluster         string // the importing cluster
-	sourceCluster   string // for slices: the exporter
-	manifest        map[string]any
-	hash            string
 }
 
 // desiredWorks computes every Work the service ns/name needs: per importer, the derived Service,
@@ -174,82 +140,49 @@ func derivedService(ns, name, derived string, exporters []exporter, imp importer
 	return svc
 }
 
-// serviceImport is the automatic ServiceImport of ns/name for an importer (mcs-api v1beta1
-// fields; an importer serving only v1alpha1 prunes what that version lacks): type, merged ports,
-// the oldest export's session affinity, traffic policy and distribution, spec.ips and ipFamilies
-// from the importer's derived Service, and, as metadata, only the oldest export's exportedLabels
-// and exportedAnnotations. Nil while a ClusterSetIP import's derived Service has no ClusterIP.
+// serviceImport is the automatic ServiceImport of ns/name for an importer, rendered in the
+// importer's version (mcs-api v1beta1 fields; v1alpha1 loses what Karmada's CRD of it lacks):
+// type, merged ports, the oldest export's session affinity, traffic policy and distribution,
+// spec.ips and ipFamilies from the importer's derived Service, and, as metadata, only the oldest
+// export's exportedLabels and exportedAnnotations. Nil while a ClusterSetIP import's derived
+// Service has no ClusterIP.
 func serviceImport(ns, name string, exporters []exporter, imp importer) map[string]any {
 	first := exporters[0]
 	fs := first.service.Spec
-	typ := importType(fs)
-	spec := map[string]any{"type": typ}
-	if d := imp.derived; d != nil && typ == "ClusterSetIP" && len(d.Spec.ClusterIPs) > 0 && d.Spec.ClusterIP != corev1.ClusterIPNone {
-		spec["ips"] = toAny(d.Spec.ClusterIPs)
-		fams := make([]string, 0, len(d.Spec.IPFamilies))
-		for _, f := range d.Spec.IPFamilies {
-			fams = append(fams, string(f))
-		}
-		spec["ipFamilies"] = toAny(fams)
-	} else if typ == "ClusterSetIP" {
+	si := &mcsv1beta1.ServiceImport{
+		TypeMeta:   metav1.TypeMeta{Kind: "ServiceImport"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{}},
+		Spec:       mcsv1beta1.ServiceImportSpec{Type: mcsv1beta1.ServiceImportType(importType(fs))},
+	}
+	d := imp.derived
+	switch {
+	case si.Spec.Type == mcsv1beta1.ClusterSetIP && d != nil && len(d.Spec.ClusterIPs) > 0 && d.Spec.ClusterIP != corev1.ClusterIPNone:
+		si.Spec.IPs, si.Spec.IPFamilies = d.Spec.ClusterIPs, d.Spec.IPFamilies
+	case si.Spec.Type == mcsv1beta1.ClusterSetIP:
 		return nil
-	} else if len(fs.IPFamilies) > 0 {
-		spec["ipFamilies"] = []any{string(fs.IPFamilies[0])}
+	case len(fs.IPFamilies) > 0:
+		si.Spec.IPFamilies = fs.IPFamilies[:1]
 	}
-	var ports []any
 	for _, p := range unionPorts(exporters) {
-		pm := map[string]any{"port": int64(p.Port), "protocol": string(p.Protocol)}
-		if p.Name != "" {
-			pm["name"] = p.Name
-		}
-		if p.AppProtocol != nil {
-			pm["appProtocol"] = *p.AppProtocol
-		}
-		ports = append(ports, pm)
+		si.Spec.Ports = append(si.Spec.Ports, mcsv1beta1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, AppProtocol: p.AppProtocol})
 	}
-	spec["ports"] = ports
-	spec["sessionAffinity"] = affinity(fs)
-	if affinity(fs) == string(corev1.ServiceAffinityClientIP) {
-		spec["sessionAffinityConfig"] = map[string]any{"clientIP": map[string]any{"timeoutSeconds": int64(affinityTimeout(fs))}}
+	si.Spec.SessionAffinity = corev1.ServiceAffinity(affinity(fs))
+	if si.Spec.SessionAffinity == corev1.ServiceAffinityClientIP {
+		timeout := affinityTimeout(fs)
+		si.Spec.SessionAffinityConfig = &corev1.SessionAffinityConfig{ClientIP: &corev1.ClientIPConfig{TimeoutSeconds: &timeout}}
 	}
-	if fs.InternalTrafficPolicy != nil {
-		spec["internalTrafficPolicy"] = string(*fs.InternalTrafficPolicy)
-	}
-	if fs.TrafficDistribution != nil {
-		spec["trafficDistribution"] = *fs.TrafficDistribution
-	}
-	labels := map[string]any{}
-	for k, v := range first.exportedLabels {
-		labels[k] = v
-	}
-	labels[labelManagedBy] = ManagedBy
-	md := map[string]any{"name": name, "namespace": ns, "labels": labels}
+	si.Spec.InternalTrafficPolicy = fs.InternalTrafficPolicy
+	si.Spec.TrafficDistribution = fs.TrafficDistribution
+	maps.Copy(si.Labels, first.exportedLabels)
+	si.Labels[labelManagedBy] = ManagedBy
 	if len(first.exportedAnnotations) > 0 {
-		ann := map[string]any{}
-		for k, v := range first.exportedAnnotations {
-			ann[k] = v
-		}
-		md["annotations"] = ann
+		si.Annotations = maps.Clone(first.exportedAnnotations)
 	}
-	if imp.siGVR.Version == "v1alpha1" { // fields v1alpha1 does not have (the member would prune them)
-		delete(spec, "ipFamilies")
-		delete(spec, "internalTrafficPolicy")
-		delete(spec, "trafficDistribution")
+	u, err := mcs.Unstructured(si, imp.siGVR.GroupVersion())
+	if err != nil {
+		return nil
 	}
-	return map[string]any{
-		"apiVersion": imp.siGVR.GroupVersion().String(),
-		"kind":       "ServiceImport",
-		"metadata":   md,
-		"spec":       spec,
-	}
-}
-
-func toAny(s []string) []any {
-	out := make([]any, len(s))
-	for i, v := range s {
-		out[i] = v
-	}
-	return out
+	return u.Object
 }
 
 // unionPorts merges the exporters' Service ports, oldest exporter first, by name then by
@@ -442,80 +375,6 @@ func sliceName(derived, clusterID, src string) string {
 		base = base[:200]
 	}
 	return base + "-" + shortHash(clusterID+"/"+src, 10)
-}
-
-// workName names a Work in karmada-es-<importer>: kind (svc, eps), the service and, for slices,
-// the source; hashed where it would be too long.
-func workName(kind, ns, name, source string) string {
-	n := "mcs-" + kind + "-" + ns + "-" + name
-	if source != "" {
-		n += "-" + shortHash(source, 10)
-	}
-	if len(n) > 253 {
-		n = n[:242] + "-" + shortHash(n, 10)
-	}
-	return n
-}
-
-// newWork renders obj as the single manifest of a Work for cluster. overwrite lets Karmada take
-// over an existing object of that name (derived objects, orphans); without it Karmada refuses.
-func newWork(cluster, name, source string, obj any, overwrite bool) (workObject, error) {
-	raw, err := json.Marshal(obj)
-	if err != nil {
-		return workObject{}, err
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return workObject{}, err
-	}
-	// Never carry server-set fields. Derived objects belong to this controller (derived-* is the
-	// reserved naming Karmada uses too): with overwrite, a leftover of an earlier Work is taken
-	// over rather than left unmanaged, which is what Karmada does without the annotation.
-	if md, ok := m["metadata"].(map[string]any); ok {
-		delete(md, "creationTimestamp")
-		ann, _ := md["annotations"].(map[string]any)
-		if ann == nil {
-			ann = map[string]any{}
-		}
-		if overwrite {
-			ann["work.karmada.io/conflict-resolution"] = "overwrite"
-		}
-		md["annotations"] = ann
-		// Karmada deletes (and updates) member objects only when they carry its managed label.
-		labels, _ := md["labels"].(map[string]any)
-		if labels == nil {
-			labels = map[string]any{}
-		}
-		labels["karmada.io/managed"] = "true"
-		md["labels"] = labels
-	}
-	delete(m, "status")
-	raw, _ = json.Marshal(m)
-	return workObject{
-		namespace: ExecutionNamespacePrefix + cluster, name: name, cluster: cluster, sourceCluster: source,
-		manifest: m, hash: shortHash(string(raw), 16),
-	}, nil
-}
-
-// toUnstructured renders the Work object for key ns/name.
-func (w workObject) toUnstructured(ns, name string) *unstructured.Unstructured {
-	labels := map[string]any{labelManagedBy: ManagedBy, labelWorkNamespace: ns, labelWorkName: name}
-	if w.sourceCluster != "" {
-		labels[labelWorkCluster] = w.sourceCluster
-	}
-	return &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "work.karmada.io/v1alpha1",
-		"kind":       "Work",
-		"metadata": map[string]any{
-			"name": w.name, "namespace": w.namespace,
-			"labels":      labels,
-			"annotations": map[string]any{annotationHash: w.hash},
-			// Karmada's execution controller deletes a Work's objects from the member before it
-			// lets the Work go, but only for Works that carry its finalizer.
-			"finalizers": []any{executionFinalizer},
-		},
-		"spec": map[string]any{"workload": map[string]any{"manifests": []any{w.manifest}}},
-	}}
 }
 
 // sortExporters orders exporters oldest ServiceExport first (conflict resolution and session

@@ -60,8 +60,11 @@ func TestDesiredWorksSeed(t *testing.T) {
 		if md["annotations"].(map[string]any)["work.karmada.io/conflict-resolution"] != "overwrite" {
 			t.Errorf("%s: no conflict-resolution annotation", w.name)
 		}
-		u := w.toUnstructured("default", "serve")
-		if f := u.GetFinalizers(); len(f) != 1 || f[0] != executionFinalizer {
+		u, err := w.toWork("default", "serve")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := u.Finalizers; len(f) != 1 || f[0] != executionFinalizer {
 			t.Errorf("%s: finalizers %v", w.name, f)
 		}
 		switch w.manifest["kind"] {

@@ -4,16 +4,17 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-func cluster(status string, since time.Time) *unstructured.Unstructured {
-	u := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{"name": "member1"}}}
+func cluster(status string, since time.Time) *clusterv1alpha1.Cluster {
+	cl := &clusterv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "member1"}}
 	if status != "" {
-		_ = unstructured.SetNestedSlice(u.Object, []any{map[string]any{
-			"type": "Ready", "status": status, "lastTransitionTime": since.UTC().Format(time.RFC3339)}}, "status", "conditions")
+		cl.Status.Conditions = []metav1.Condition{{Type: clusterv1alpha1.ClusterConditionReady, Status: metav1.ConditionStatus(status),
+			LastTransitionTime: metav1.NewTime(since)}}
 	}
-	return u
+	return cl
 }
 
 func TestClusterReady(t *testing.T) {

@@ -27,6 +27,10 @@ var (
 		Name: "coredns_mcs_controller_members",
 		Help: "Push-mode member clusters the controller watches.",
 	})
+	syncedGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "coredns_mcs_controller_member_synced",
+		Help: "1 while the controller's caches of a Push-mode member are synced; 0 while it is unknown (not joined yet, no working credentials, unreachable): its Works are then held as they are.",
+	}, []string{"cluster"})
 	drainedGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "coredns_mcs_controller_member_drained",
 		Help: "1 while a member's exported endpoints are withdrawn from importers (not Ready past the grace period, drain policy).",
@@ -34,5 +38,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, memberGauge, drainedGauge)
+	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, memberGauge, syncedGauge, drainedGauge)
 }

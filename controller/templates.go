@@ -7,14 +7,14 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
-	"github.com/coredns-mcs/coredns-mcs/internal/kube"
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 )
 
 // templates watches one kind of resource template on the Karmada control plane.
@@ -27,9 +27,9 @@ import (
 // ServiceExport templates: the controller mirrors its members' export conditions onto them, read
 // from this cache (a GET per reconcile was most of the controller's requests at scale).
 type templates struct {
-	kind string
-	gvrs []schema.GroupVersionResource // preferred first
-	// missingMsg is logged once when the control plane serves none of gvrs.
+	kind     string
+	versions []schema.GroupVersionResource // mcs.ExportVersions or mcs.ImportVersions
+	// missingMsg is logged once when the control plane serves none of versions.
 	missingMsg string
 	disco      discovery.DiscoveryInterface
 	dyn        dynamic.Interface
@@ -40,7 +40,7 @@ type templates struct {
 	gvr schema.GroupVersionResource // the one watched
 	// missing: the control plane does not serve the API (so there are no templates).
 	missing atomic.Bool
-	// v1beta1: the control plane serves gvrs[0] (v1beta1). Karmada maps a Work's manifests
+	// v1beta1: the control plane serves versions[0] (v1beta1). Karmada maps a Work's manifests
 	// with the control plane's API, so only then can a Work carry a v1beta1 ServiceImport.
 	v1beta1 atomic.Bool
 }
@@ -48,15 +48,18 @@ type templates struct {
 func (t *templates) run(ctx context.Context) {
 	logger := klog.FromContext(ctx).WithValues("kind", t.kind)
 	logged := false
-	for {
-		_, beta := servedGVR(t.disco, t.gvrs[:1])
-		if beta != t.v1beta1.Load() {
+	mcs.Supervise(ctx, t.disco, func(apis mcs.APIs, err error) time.Duration {
+		if err != nil {
+			return 5 * time.Second // unreachable: keep what we have
+		}
+		if beta := apis.Serves(t.versions[0]); beta != t.v1beta1.Load() {
 			t.v1beta1.Store(beta)
 			logger.Info("the Karmada control plane's API versions", "v1beta1", beta)
 		}
-		if gvr, ok := servedGVR(t.disco, t.gvrs); ok && t.informer() == nil {
-			inf := kube.Informer[*unstructured.UnstructuredList](t.dyn.Resource(gvr).Namespace(metav1.NamespaceAll), "",
-				&unstructured.Unstructured{}, cache.Indexers{})
+		gvr, ok := apis.Preferred(t.versions)
+		switch {
+		case ok && t.informer() == nil:
+			inf := mcs.Informer(t.dyn, gvr, nil)
 			_, _ = inf.AddEventHandler(keyHandler(t.enqueue, func(o metav1.Object) string { return o.GetNamespace() + "/" + o.GetName() }))
 			t.mu.Lock()
 			t.inf, t.gvr = inf, gvr
@@ -64,23 +67,18 @@ func (t *templates) run(ctx context.Context) {
 			t.missing.Store(false)
 			logger.Info("watching templates on the Karmada control plane", "version", gvr.Version)
 			go inf.RunWithContext(ctx)
-		} else if !ok && t.informer() == nil {
+		case !ok && t.informer() == nil:
 			t.missing.Store(true)
 			if !logged {
 				logger.Info(t.missingMsg)
 				logged = true
 			}
 		}
-		wait := 5 * time.Second
 		if t.informer() != nil {
-			wait = 30 * time.Second
+			return 30 * time.Second
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-	}
+		return 5 * time.Second
+	})
 }
 
 func (t *templates) informer() cache.SharedIndexInformer {
@@ -102,9 +100,9 @@ func (t *templates) has(key string) bool {
 	return ok
 }
 
-// get returns the template of key (namespace/name) from the cache, and the resource it was read
-// as.
-func (t *templates) get(key string) (*unstructured.Unstructured, schema.GroupVersionResource, bool) {
+// get returns the template of key (namespace/name) from the cache (in the view of internal/mcs),
+// and the resource it was read as.
+func (t *templates) get(key string) (runtime.Object, schema.GroupVersionResource, bool) {
 	t.mu.Lock()
 	inf, gvr := t.inf, t.gvr
 	t.mu.Unlock()
@@ -115,21 +113,5 @@ func (t *templates) get(key string) (*unstructured.Unstructured, schema.GroupVer
 	if !ok {
 		return nil, gvr, false
 	}
-	return obj.(*unstructured.Unstructured), gvr, true
-}
-
-// servedGVR returns the first of gvrs the server serves.
-func servedGVR(d discovery.DiscoveryInterface, gvrs []schema.GroupVersionResource) (schema.GroupVersionResource, bool) {
-	for _, gvr := range gvrs {
-		list, err := d.ServerResourcesForGroupVersion(gvr.GroupVersion().String())
-		if err != nil {
-			continue
-		}
-		for _, r := range list.APIResources {
-			if r.Name == gvr.Resource {
-				return gvr, true
-			}
-		}
-	}
-	return schema.GroupVersionResource{}, false
+	return obj.(runtime.Object), gvr, true
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test: static checks and unit tests, then the tests on the local clusterset (build tag e2e:
+# Every test: static checks and unit tests, the controller against real kube-apiservers
+# (test/controlplane), then the tests on the local clusterset (build tag e2e:
 # real etcd, kube-apiservers, Karmada, kwok, coredns-mcs processes and dig), on a local clusterset
 # started from nothing and stopped at the end. (`go test -tags e2e ./test/...` alone reuses a
 # running clusterset.)
@@ -16,9 +17,13 @@ bad=$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)
 step "go vet"
 go vet ./...
 go vet -tags e2e ./...
+go vet -tags envtest ./...
 
 step "unit tests (-race)"
 CGO_ENABLED=1 go test -race -count=1 ./...
+
+step "the controller against real kube-apiservers (test/controlplane: envtest, Karmada's CRDs, no Karmada process)"
+hack/test-controlplane.sh
 
 # A fresh clusterset, so no earlier run (a demo's controller, say) is in the way; it is brought
 # down at the end.

@@ -85,7 +85,7 @@ func main() {
 		log.Error(err, "creating the controller")
 		os.Exit(1)
 	}
-	if err := mgr.Add(c); err != nil {
+	if err := c.SetupWithManager(mgr); err != nil {
 		log.Error(err, "adding the controller")
 		os.Exit(1)
 	}

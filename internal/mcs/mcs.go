@@ -1,6 +1,3 @@
-// Package mcs holds the names the DNS plugin and the controller agree on: the KEP-1645 label and
-// annotation keys and the rule that names a derived Service. Neither side imports the other; this
-// leaf package is their contract.
 package mcs
 
 import (
@@ -8,16 +5,18 @@ import (
 	"encoding/base32"
 	"sort"
 	"strings"
+
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
 
 const (
 	// Group is the API group of ServiceExport and ServiceImport.
-	Group = "multicluster.x-k8s.io"
+	Group = mcsv1beta1.GroupName
 
 	// LabelServiceName names the imported service on an EndpointSlice.
-	LabelServiceName = "multicluster.kubernetes.io/service-name"
+	LabelServiceName = mcsv1beta1.LabelServiceName
 	// LabelSourceCluster names the cluster id an EndpointSlice's endpoints come from.
-	LabelSourceCluster = "multicluster.kubernetes.io/source-cluster"
+	LabelSourceCluster = mcsv1beta1.LabelSourceCluster
 	// AnnotationDerivedService on a ServiceImport names the Service that carries its ClusterSetIP.
 	AnnotationDerivedService = "multicluster.kubernetes.io/derived-service"
 

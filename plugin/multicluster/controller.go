@@ -14,7 +14,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -51,13 +50,6 @@ func (s syncState) explain() string {
 		return "multicluster: caches not synced with the apiserver yet"
 	}
 	return ""
-}
-
-// Preferred first: v1beta1 is the storage version from mcs-api v0.5; v1alpha1 is what Karmada and
-// older installations serve.
-var importVersions = []schema.GroupVersionResource{
-	{Group: mcs.Group, Version: "v1beta1", Resource: "serviceimports"},
-	{Group: mcs.Group, Version: "v1alpha1", Resource: "serviceimports"},
 }
 
 const (
@@ -266,8 +258,8 @@ func (c *dataController) Stop() {
 func (c *dataController) superviseImports(ctx context.Context) {
 	missingLogged := false
 	var downSince time.Time
-	for {
-		gvr, ok, err := c.discover()
+	mcs.Supervise(ctx, c.disco, func(apis mcs.APIs, err error) time.Duration {
+		gvr, ok := apis.Preferred(mcs.ImportVersions)
 		switch {
 		case err != nil && downSince.IsZero():
 			downSince = time.Now()
@@ -289,7 +281,7 @@ func (c *dataController) superviseImports(ctx context.Context) {
 		c.impMu.Unlock()
 		switch {
 		case err != nil:
-			// The apiserver is unreachable: keep whatever we have and serve it.
+			// The apiserver is unreachable (or half answered): keep whatever we have and serve it.
 		case !ok:
 			if running {
 				log.Warningf("the ServiceImport API %s went away; zone %s answers SERVFAIL until it is back", current.GroupVersion(), c.zone)
@@ -314,35 +306,8 @@ func (c *dataController) superviseImports(ctx context.Context) {
 		}
 		c.updateState()
 		c.updateGauges()
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(c.pollInterval):
-		}
-	}
-}
-
-// discover returns the preferred served ServiceImport version.
-func (c *dataController) discover() (schema.GroupVersionResource, bool, error) {
-	var firstErr error
-	for _, gvr := range importVersions {
-		list, err := c.disco.ServerResourcesForGroupVersion(gvr.GroupVersion().String())
-		if err != nil {
-			if apierrors.IsNotFound(err) {
-				continue
-			}
-			if firstErr == nil {
-				firstErr = err
-			}
-			continue
-		}
-		for _, r := range list.APIResources {
-			if r.Name == gvr.Resource {
-				return gvr, true, nil
-			}
-		}
-	}
-	return schema.GroupVersionResource{}, false, firstErr
+		return c.pollInterval
+	})
 }
 
 func (c *dataController) startImports(ctx context.Context, gvr schema.GroupVersionResource) {
@@ -355,10 +320,8 @@ func (c *dataController) startImports(ctx context.Context, gvr schema.GroupVersi
 // runImports starts a ServiceImport informer on gvr (not yet the one rebuilds read).
 func (c *dataController) runImports(ctx context.Context, gvr schema.GroupVersionResource) (cache.SharedIndexInformer, context.CancelFunc) {
 	ictx, cancel := context.WithCancel(ctx)
-	inf := kube.Informer[*unstructured.UnstructuredList](c.dyn.Resource(gvr).Namespace(metav1.NamespaceAll), "",
-		&unstructured.Unstructured{}, cache.Indexers{})
+	inf := mcs.Informer(c.dyn, gvr, object.ToServiceImport)
 	c.noticeWatchErrors(inf)
-	mustSet(inf.SetTransform(object.ToServiceImport))
 	mustAdd(inf.AddEventHandler(handlerFor(func(obj any) {
 		if si, ok := obj.(*object.ServiceImport); ok {
 			c.rebuild(si.Namespace + "/" + si.Name)

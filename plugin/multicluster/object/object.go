@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 )
@@ -58,45 +59,38 @@ type ServiceImport struct {
 	DerivedService string
 }
 
-// ToServiceImport converts an unstructured ServiceImport. Unknown or malformed fields are skipped:
-// one bad import must not stop the others from being served.
+// ToServiceImport slims a ServiceImport of either version: an unstructured one, or one already
+// read through internal/mcs's view (mcs-api's v1beta1 type). Malformed fields are skipped: one
+// bad import must not stop the others from being served.
 func ToServiceImport(obj any) (any, error) {
-	u, ok := obj.(*unstructured.Unstructured)
-	if !ok {
+	var v *mcsv1beta1.ServiceImport
+	switch x := obj.(type) {
+	case *unstructured.Unstructured:
+		v = mcs.ImportFrom(x)
+	case *mcsv1beta1.ServiceImport:
+		v = x
+	default:
 		return obj, nil
 	}
-	si := &ServiceImport{ObjectMeta: meta(u)}
-	if t, _, _ := unstructured.NestedString(u.Object, "spec", "type"); strings.EqualFold(t, "Headless") {
+	si := &ServiceImport{ObjectMeta: meta(v)}
+	if strings.EqualFold(string(v.Spec.Type), "Headless") {
 		si.Type = Headless
 	}
-	ips, _, _ := unstructured.NestedStringSlice(u.Object, "spec", "ips")
-	for _, s := range ips {
+	for _, s := range v.Spec.IPs {
 		if ip, err := netip.ParseAddr(s); err == nil {
 			si.IPs = append(si.IPs, ip.Unmap())
 		}
 	}
-	ports, _, _ := unstructured.NestedSlice(u.Object, "spec", "ports")
-	for _, p := range ports {
-		m, ok := p.(map[string]any)
-		if !ok {
-			continue
-		}
-		port := Port{Protocol: "tcp"}
-		port.Name, _ = m["name"].(string)
-		if proto, ok := m["protocol"].(string); ok && proto != "" {
-			port.Protocol = strings.ToLower(proto)
-		}
-		switch n := m["port"].(type) {
-		case int64:
-			port.Port = int32(n)
-		case float64:
-			port.Port = int32(n)
+	for _, p := range v.Spec.Ports {
+		port := Port{Name: p.Name, Protocol: "tcp", Port: p.Port}
+		if p.Protocol != "" {
+			port.Protocol = strings.ToLower(string(p.Protocol))
 		}
 		if port.Port > 0 {
 			si.Ports = append(si.Ports, port)
 		}
 	}
-	si.DerivedService = u.GetAnnotations()[mcs.AnnotationDerivedService]
+	si.DerivedService = v.Annotations[mcs.AnnotationDerivedService]
 	return si, nil
 }
 

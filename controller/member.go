@@ -2,56 +2,41 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/coredns-mcs/coredns-mcs/internal/kube"
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 )
 
-// Preferred first.
-var (
-	exportGVRs = []schema.GroupVersionResource{
-		{Group: mcs.Group, Version: "v1beta1", Resource: "serviceexports"},
-		{Group: mcs.Group, Version: "v1alpha1", Resource: "serviceexports"},
-	}
-	importGVRs = []schema.GroupVersionResource{
-		{Group: mcs.Group, Version: "v1beta1", Resource: "serviceimports"},
-		{Group: mcs.Group, Version: "v1alpha1", Resource: "serviceimports"},
-	}
-	clusterPropertyGVR = schema.GroupVersionResource{Group: "about.k8s.io", Version: "v1alpha1", Resource: "clusterproperties"}
-)
+// byServiceIndex indexes EndpointSlices and Works by the service they serve (namespace/name).
+const byServiceIndex = "service"
 
-const (
-	byServiceIndex = "service" // namespace/<kubernetes.io/service-name>
-	// clusterIDProperty is the KEP-2149 ClusterProperty naming a cluster within its clusterset.
-	clusterIDProperty = "cluster.clusterset.k8s.io"
-)
-
-// member is one Karmada member cluster: its clients and informers on ServiceExports,
-// ServiceImports, Services and EndpointSlices.
+// member is one Karmada member cluster: its clients and its caches of Services, EndpointSlices,
+// Namespaces and, once it serves the MCS API, ServiceExports and ServiceImports (in the view of
+// internal/mcs, whichever version it serves).
 type member struct {
 	name        string
 	id          string
 	fingerprint string
 	kube        kubernetes.Interface
 	dyn         dynamic.Interface
+	// recorder records events on the member's ServiceExports (what its users read).
+	recorder   record.EventRecorder
+	stopEvents func()
 
 	services, slices, namespaces cache.SharedIndexInformer
 
@@ -66,22 +51,6 @@ type member struct {
 	cancel context.CancelFunc
 }
 
-func restConfigFor(endpoint string, token, ca []byte, insecure bool, qps float32, burst int) *rest.Config {
-	cfg := &rest.Config{Host: endpoint, BearerToken: string(token), QPS: qps, Burst: burst, UserAgent: "coredns-mcs-controller"}
-	if insecure {
-		cfg.Insecure = true
-	} else {
-		cfg.CAData = ca
-	}
-	return cfg
-}
-
-func fingerprint(endpoint string, token, ca []byte, insecure bool) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v", endpoint, token, ca, insecure)
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 // newMember builds the clients and informers of a member; enqueue receives service keys,
 // enqueueNamespace the name of a namespace that appeared (its services may be imported there now).
 func newMember(name string, cfg *rest.Config, fp string, enqueue, enqueueNamespace func(string)) (*member, error) {
@@ -94,6 +63,7 @@ func newMember(name string, cfg *rest.Config, fp string, enqueue, enqueueNamespa
 		return nil, err
 	}
 	m := &member{name: name, id: name, fingerprint: fp, kube: kc, dyn: dyn}
+	m.recorder, m.stopEvents = recorderFor(kc)
 	m.services = kube.Informer[*corev1.ServiceList](kc.CoreV1().Services(metav1.NamespaceAll), "", &corev1.Service{}, cache.Indexers{})
 	m.slices = kube.Informer[*discoveryv1.EndpointSliceList](kc.DiscoveryV1().EndpointSlices(metav1.NamespaceAll),
 		discoveryv1.LabelServiceName, &discoveryv1.EndpointSlice{}, cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
@@ -137,97 +107,101 @@ func newMember(name string, cfg *rest.Config, fp string, enqueue, enqueueNamespa
 
 // keyHandler enqueues the key of every added, updated or deleted object.
 func keyHandler(enqueue func(string), key func(metav1.Object) string) cache.ResourceEventHandlerFuncs {
-	f := func(obj any) {
-		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = d.Obj
-		}
+	return mcs.Handler(func(obj any) {
 		if o, ok := obj.(metav1.Object); ok {
 			enqueue(key(o))
 		}
-	}
-	return cache.ResourceEventHandlerFuncs{AddFunc: f, UpdateFunc: func(_, n any) { f(n) }, DeleteFunc: f}
+	})
 }
 
 // start runs the member's informers until stop; the MCS informers start once the member serves
 // the MCS API (the seed propagates the CRDs after the member joined).
-func (m *member) start(parent context.Context, enqueue func(string)) {
+// onSynced is called once the caches are synced.
+func (m *member) start(parent context.Context, enqueue func(string), onSynced func()) {
 	ctx, cancel := context.WithCancel(parent)
 	m.cancel = cancel
 	go m.services.RunWithContext(ctx)
 	go m.slices.RunWithContext(ctx)
 	go m.namespaces.RunWithContext(ctx)
-	go m.discoverMCS(ctx, enqueue)
+	go func() {
+		m.id = m.clusterID(ctx)
+		mcs.Supervise(ctx, m.kube.Discovery(), m.superviseMCS(ctx, enqueue))
+	}()
+	go func() {
+		for !m.synced() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		onSynced()
+	}()
 }
 
 func (m *member) stop() {
 	if m.cancel != nil {
 		m.cancel()
 	}
+	if m.stopEvents != nil {
+		m.stopEvents()
+	}
 }
 
-func (m *member) discoverMCS(ctx context.Context, enqueue func(string)) {
+// superviseMCS follows the MCS versions the member serves: the informers start when both
+// resources are served and restart on a preferred version (CRDs upgraded to v1beta1, whose fields
+// v1alpha1 reads would prune).
+func (m *member) superviseMCS(ctx context.Context, enqueue func(string)) func(mcs.APIs, error) time.Duration {
 	logger := klog.FromContext(ctx).WithValues("cluster", m.name)
-	m.id = m.clusterID(ctx)
 	logged := false
-	for {
-		se, okSE := firstServed(m, exportGVRs)
-		si, okSI := firstServed(m, importGVRs)
+	var absentSince time.Time
+	return func(apis mcs.APIs, err error) time.Duration {
+		se, okSE := apis.Preferred(mcs.ExportVersions)
+		si, okSI := apis.Preferred(mcs.ImportVersions)
 		curSE, _, _ := m.mcsInformers()
+		if okSE && okSI || err != nil {
+			absentSince = time.Time{}
+		} else if absentSince.IsZero() {
+			absentSince = time.Now()
+		}
 		switch {
+		case err != nil && curSE.Empty():
+			// Unreachable, or half answered: nothing is known, so the member stays unsynced
+			// (nothing of what it exported is withdrawn on the strength of that).
 		case okSE && okSI && (se != curSE || si != m.importGVR()):
-			// First seen, or the member now serves a preferred version (the CRDs were upgraded
-			// to v1beta1, whose fields v1alpha1 reads would prune): (re)start the MCS informers.
 			if !curSE.Empty() {
 				logger.Info("the member serves another MCS API version now; re-watching", "serviceexports", se.GroupVersion().String())
 			}
 			m.startMCS(ctx, se, si, enqueue)
 			logger.Info("watching the MCS API", "serviceexports", se.GroupVersion().String(), "serviceimports", si.GroupVersion().String(), "clusterID", m.id)
 			m.apiMissing.Store(false)
-		case !okSE || !okSI:
-			if curSE.Empty() {
-				m.apiMissing.Store(true)
-				if !logged {
-					logger.Info("member does not serve the MCS API (ServiceExport/ServiceImport CRDs) yet; waiting for it")
-					logged = true
-				}
+		case curSE.Empty() && time.Since(absentSince) >= apiAbsentFor:
+			// Absent for a while, not a moment: an apiserver that just (re)started serves its
+			// CRDs' discovery a few seconds after it answers, and a member taken for one without
+			// the MCS API exports nothing.
+			m.apiMissing.Store(true)
+			if !logged {
+				logger.Info("member does not serve the MCS API (ServiceExport/ServiceImport CRDs) yet; waiting for it")
+				logged = true
 			}
 		}
-		wait := 2 * time.Second
 		if !curSE.Empty() || okSE && okSI {
-			wait = 30 * time.Second
+			return 30 * time.Second
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
+		return 2 * time.Second
 	}
 }
 
-func firstServed(m *member, gvrs []schema.GroupVersionResource) (schema.GroupVersionResource, bool) {
-	return servedGVR(m.kube.Discovery(), gvrs)
-}
-
-// clusterID is the member's ClusterProperty cluster.clusterset.k8s.io, else its Karmada name.
-func (m *member) clusterID(ctx context.Context) string {
-	cp, err := m.dyn.Resource(clusterPropertyGVR).Get(ctx, clusterIDProperty, metav1.GetOptions{})
-	if err == nil {
-		if v, _, _ := unstructured.NestedString(cp.Object, "spec", "value"); v != "" {
-			return v
-		}
-	} else if !apierrors.IsNotFound(err) { // NotFound: no such object, or no ClusterProperty CRD
-		klog.FromContext(ctx).V(2).Info("reading ClusterProperty", "cluster", m.name, "err", err)
-	}
-	return m.name
-}
+// apiAbsentFor is how long discovery must say the MCS API is absent before a member counts as
+// not serving it.
+const apiAbsentFor = 10 * time.Second
 
 // startMCS (re)starts the ServiceExport and ServiceImport informers on versions se and si; the
 // previous ones, if any, stop.
 func (m *member) startMCS(parent context.Context, se, si schema.GroupVersionResource, enqueue func(string)) {
 	ctx, cancel := context.WithCancel(parent)
 	mk := func(gvr schema.GroupVersionResource) cache.SharedIndexInformer {
-		inf := kube.Informer[*unstructured.UnstructuredList](m.dyn.Resource(gvr).Namespace(metav1.NamespaceAll), "",
-			&unstructured.Unstructured{}, cache.Indexers{})
+		inf := mcs.Informer(m.dyn, gvr, nil)
 		_, _ = inf.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string { return o.GetNamespace() + "/" + o.GetName() }))
 		go inf.RunWithContext(ctx)
 		return inf
@@ -261,6 +235,36 @@ func (m *member) mcsInformers() (schema.GroupVersionResource, cache.SharedIndexI
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.seGVR, m.exports, m.imports
+}
+
+// export and serviceImport return the member's cached ServiceExport and ServiceImport of key.
+func (m *member) export(key string) (*mcsv1beta1.ServiceExport, bool) {
+	_, ex, _ := m.mcsInformers()
+	return cached[*mcsv1beta1.ServiceExport](ex, key)
+}
+
+func (m *member) serviceImport(key string) (*mcsv1beta1.ServiceImport, bool) {
+	_, _, im := m.mcsInformers()
+	return cached[*mcsv1beta1.ServiceImport](im, key)
+}
+
+// cached returns the object of key in inf's cache (none while inf is nil).
+func cached[T any](inf cache.SharedIndexInformer, key string) (T, bool) {
+	var zero T
+	if inf == nil {
+		return zero, false
+	}
+	o, ok, _ := inf.GetStore().GetByKey(key)
+	if !ok {
+		return zero, false
+	}
+	t, ok := o.(T)
+	return t, ok
+}
+
+// service returns the member's cached Service of key.
+func (m *member) service(key string) (*corev1.Service, bool) {
+	return cached[*corev1.Service](m.services, key)
 }
 
 // synced reports whether everything the member serves is in the caches; a member that does not

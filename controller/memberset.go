@@ -1,0 +1,182 @@
+package controller
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+
+	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+)
+
+// syncCluster keeps the member of Karmada Cluster name in step with its object and credentials:
+// it joins, reconnects (new endpoint or credentials) or leaves, and follows its readiness.
+func (c *Controller) syncCluster(ctx context.Context, name string) error {
+	logger := klog.FromContext(ctx).WithValues("cluster", name)
+	obj, exists, err := c.clusterInf.GetStore().GetByKey(name)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	old := c.members[name]
+	c.mu.Unlock()
+	if !exists {
+		if old != nil {
+			logger.Info("cluster left Karmada; forgetting it")
+			c.removeMember(name)
+		}
+		return nil
+	}
+	cl := obj.(*clusterv1alpha1.Cluster)
+	c.trackReadiness(ctx, cl)
+	if cl.Spec.SyncMode != clusterv1alpha1.Push {
+		c.mu.Lock()
+		reported := c.pull[name]
+		c.pull[name] = true
+		c.mu.Unlock()
+		if !reported {
+			logger.Info("cluster is in Pull mode, which this controller does not support: its services are neither exported nor imported", "syncMode", cl.Spec.SyncMode)
+			c.recorder.Eventf(cl, corev1.EventTypeWarning, "UnsupportedSyncMode",
+				"coredns-mcs-controller supports Push-mode clusters only; %s is %s: its ServiceExports and ServiceImports are ignored", name, cl.Spec.SyncMode)
+		}
+		if old != nil {
+			c.removeMember(name)
+		}
+		return nil
+	}
+	if cl.Spec.APIEndpoint == "" || cl.Spec.SecretRef == nil || cl.Spec.SecretRef.Name == "" {
+		return fmt.Errorf("cluster %s has no apiEndpoint or secretRef", name)
+	}
+	ref := cl.Spec.SecretRef
+	secret, err := c.kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("credentials of cluster %s (secret %s/%s): %w", name, ref.Namespace, ref.Name, err)
+	}
+	token, ca := secret.Data["token"], secret.Data["caBundle"]
+	insecure := cl.Spec.InsecureSkipTLSVerification
+	fp := fingerprint(cl.Spec.APIEndpoint, token, ca, insecure)
+	if old != nil && old.fingerprint == fp {
+		return nil
+	}
+	m, err := newMember(name, restConfigFor(cl.Spec.APIEndpoint, token, ca, insecure, c.opts.MemberQPS, c.opts.MemberBurst), fp, c.enqueue, c.enqueueNamespace)
+	if err != nil {
+		return err
+	}
+	if old != nil {
+		logger.Info("cluster credentials or endpoint changed; reconnecting")
+		old.stop()
+	} else {
+		logger.Info("cluster joined", "apiEndpoint", cl.Spec.APIEndpoint)
+	}
+	// Once its caches are synced, every service is looked at again: Works held while the
+	// member was unknown may go now.
+	m.start(c.ctx, c.enqueue, c.enqueueAll)
+	c.mu.Lock()
+	c.members[name] = m
+	delete(c.pull, name)
+	memberGauge.Set(float64(len(c.members)))
+	c.mu.Unlock()
+	c.enqueueAll()
+	return nil
+}
+
+func (c *Controller) removeMember(name string) {
+	c.mu.Lock()
+	m := c.members[name]
+	delete(c.members, name)
+	memberGauge.Set(float64(len(c.members)))
+	c.mu.Unlock()
+	syncedGauge.DeleteLabelValues(name)
+	if m != nil {
+		m.stop()
+	}
+	c.enqueueAll()
+}
+
+// enqueueAll enqueues every service any member exports or imports, or we have Works for.
+func (c *Controller) enqueueAll() {
+	for _, k := range c.works.GetIndexer().ListIndexFuncValues(byServiceIndex) {
+		c.enqueue(k)
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, m := range c.members {
+		_, ex, im := m.mcsInformers()
+		for _, inf := range []cache.SharedIndexInformer{ex, im} {
+			if inf != nil {
+				for _, k := range inf.GetStore().ListKeys() {
+					c.enqueue(k)
+				}
+			}
+		}
+	}
+}
+
+// enqueueNamespace enqueues every service exported in namespace ns (a member just created it:
+// automatic imports reach it).
+func (c *Controller) enqueueNamespace(ns string) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, m := range c.members {
+		if _, ex, _ := m.mcsInformers(); ex != nil {
+			for _, k := range ex.GetStore().ListKeys() {
+				if strings.HasPrefix(k, ns+"/") {
+					c.enqueue(k)
+				}
+			}
+		}
+	}
+}
+
+// fleet returns the members whose caches are synced, by name, and the names of the Push-mode
+// Clusters that are not: not joined yet (a controller just started), without working
+// credentials, or unreachable. What those export and import is unknown, so a reconcile holds
+// their Works as they are (see held) instead of reading their absence as "nothing".
+func (c *Controller) fleet() ([]*member, map[string]bool) {
+	unknown := map[string]bool{}
+	var synced []*member
+	c.mu.RLock()
+	for _, obj := range c.clusterInf.GetStore().List() {
+		cl := obj.(*clusterv1alpha1.Cluster)
+		if cl.Spec.SyncMode != clusterv1alpha1.Push || cl.DeletionTimestamp != nil {
+			continue
+		}
+		if m := c.members[cl.Name]; m != nil && m.synced() {
+			synced = append(synced, m)
+		} else {
+			unknown[cl.Name] = true
+		}
+	}
+	c.mu.RUnlock()
+	sort.Slice(synced, func(i, j int) bool { return synced[i].name < synced[j].name })
+	for _, m := range synced {
+		syncedGauge.WithLabelValues(m.name).Set(1)
+	}
+	for name := range unknown {
+		syncedGauge.WithLabelValues(name).Set(0)
+	}
+	return synced, unknown
+}
+
+func restConfigFor(endpoint string, token, ca []byte, insecure bool, qps float32, burst int) *rest.Config {
+	cfg := &rest.Config{Host: endpoint, BearerToken: string(token), QPS: qps, Burst: burst, UserAgent: "coredns-mcs-controller"}
+	if insecure {
+		cfg.Insecure = true
+	} else {
+		cfg.CAData = ca
+	}
+	return cfg
+}
+
+func fingerprint(endpoint string, token, ca []byte, insecure bool) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00%s\x00%v", endpoint, token, ca, insecure)
+	return hex.EncodeToString(h.Sum(nil))
+}

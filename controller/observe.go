@@ -1,0 +1,174 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
+)
+
+// observation is what the caches say about one exported service, and who imports it: the
+// input of desiredWorks and of the conditions. It is read from the caches only (no request).
+type observation struct {
+	ns, name  string
+	members   []*member
+	states    []*exportState // every member's ServiceExport, valid or not
+	exporters []exporter     // the valid exports, oldest first
+	// drained: members whose export's endpoints are withdrawn (the member failure policy).
+	drained   []string
+	importers []importer // by cluster name
+	// auto: the controller writes the ServiceImports (no template on the Karmada control plane).
+	auto bool
+	// autoWait: automatic imports are held back this long still (see autoImportDelay).
+	autoWait time.Duration
+	// unknown: Push-mode members whose caches are not synced (see Controller.fleet); heldFor:
+	// those of them this service's Works are held for (see Controller.heldBy).
+	unknown map[string]bool
+	heldFor []string
+}
+
+// exportState is what one member says about an exported service.
+type exportState struct {
+	m     *member
+	obj   *mcsv1beta1.ServiceExport
+	valid metav1.Condition
+	// exported: the export is valid and its endpoints are among the desired Works.
+	exported bool
+}
+
+// autoImportDelay is how old the first export of a service without a template must be before the
+// controller imports it automatically: a template applied with the export (the seed's 02 and 03)
+// may reach us just after the export does, and importing automatically in between would write
+// imports only to withdraw them.
+const autoImportDelay = 3 * time.Second
+
+// observe reads service ns/name from the caches of members and of the Karmada control plane.
+func (c *Controller) observe(ctx context.Context, ns, name string, members []*member) *observation {
+	key := ns + "/" + name
+	o := &observation{ns: ns, name: name, members: members}
+	userImport := map[string]bool{}
+	created := map[string]metav1.Time{}
+	for _, m := range members {
+		if se, ok := m.export(key); ok && c.drained(m.name) {
+			// Not Ready past the grace: its endpoints leave every importer; the derived Service
+			// stays, so its ClusterIP survives the outage.
+			o.drained = append(o.drained, m.name)
+		} else if ok {
+			st := &exportState{m: m, obj: se}
+			o.states = append(o.states, st)
+			created[m.name] = se.CreationTimestamp
+			if ex, valid := c.exporterOf(ctx, m, se); valid.Status == metav1.ConditionTrue {
+				o.exporters = append(o.exporters, ex)
+				st.exported = true
+				st.valid = valid
+			} else {
+				st.valid = valid
+			}
+		}
+		// A ServiceImport the controller did not write (placed by the user's template, or by
+		// hand) makes its member an importer; ours only count below, in automatic mode.
+		if si, ok := m.serviceImport(key); ok && si.Labels[labelManagedBy] != ManagedBy {
+			o.importers = append(o.importers, importer{cluster: m.name, ports: importPorts(si)})
+			userImport[m.name] = true
+		}
+	}
+	sortExporters(o.exporters, created)
+
+	// Automatic imports (KEP-1645): with no ServiceImport template on the Karmada control plane,
+	// every member that has the namespace imports the service, exporters included, and gets its
+	// ServiceImport from us; they go when the last export does.
+	o.auto = !c.importTemplates.has(key) && (len(o.states) > 0 || len(o.drained) > 0)
+	var oldest time.Time
+	for _, t := range created {
+		if oldest.IsZero() || t.Time.Before(oldest) {
+			oldest = t.Time
+		}
+	}
+	if wait := autoImportDelay - time.Since(oldest); o.auto && len(o.drained) == 0 && wait > 0 {
+		o.auto, o.autoWait = false, wait
+	}
+	if o.auto {
+		o.importers = append(o.importers, c.autoImporters(ns, name, members, userImport)...)
+		sort.Slice(o.importers, func(i, j int) bool { return o.importers[i].cluster < o.importers[j].cluster })
+	}
+	return o
+}
+
+// exporterOf validates one member's export and, if valid, reads what it exports.
+func (c *Controller) exporterOf(ctx context.Context, m *member, se *mcsv1beta1.ServiceExport) (exporter, metav1.Condition) {
+	key := se.Namespace + "/" + se.Name
+	svc, ok := m.service(key)
+	switch {
+	case !ok:
+		return exporter{}, condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonNoService,
+			fmt.Sprintf("Service %s not found in cluster %s", key, m.name))
+	case svc.Spec.Type == corev1.ServiceTypeExternalName:
+		return exporter{}, condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonInvalidServiceType,
+			"Service "+key+" is of type ExternalName, which cannot be exported")
+	}
+	ex := exporter{cluster: m.name, clusterID: m.id, service: svc}
+	// Keys of Kubernetes, Karmada and the MCS API never travel to the importers.
+	var droppedL, droppedA []string
+	ex.exportedLabels, droppedL = mcs.WithoutReserved(se.Spec.ExportedLabels)
+	ex.exportedAnnotations, droppedA = mcs.WithoutReserved(se.Spec.ExportedAnnotations)
+	if len(droppedL)+len(droppedA) > 0 {
+		klog.FromContext(ctx).V(1).Info("reserved exported labels or annotations not propagated", "cluster", m.name, "serviceExport", key,
+			"labels", droppedL, "annotations", droppedA)
+	}
+	objs, _ := m.slices.GetIndexer().ByIndex(byServiceIndex, key)
+	for _, o := range objs {
+		if s := o.(*discoveryv1.EndpointSlice); exportable(s) {
+			ex.slices = append(ex.slices, s)
+		}
+	}
+	sort.Slice(ex.slices, func(i, j int) bool { return ex.slices[i].Name < ex.slices[j].Name })
+	return ex, condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonValid,
+		"Service "+key+" is exported")
+}
+
+// autoImporters are the members that import ns/name automatically: every member serving the
+// ServiceImport API that has the namespace and no ServiceImport of its own for the service.
+func (c *Controller) autoImporters(ns, name string, members []*member, userImport map[string]bool) []importer {
+	derived := mcs.DerivedServiceName(c.opts.DerivedPrefix, ns, name)
+	var out []importer
+	for _, m := range members {
+		served := m.importGVR()
+		if served.Empty() || userImport[m.name] || !m.hasNamespace(ns) {
+			continue
+		}
+		// v1beta1 where both the member and the Karmada control plane serve it (Karmada maps
+		// a Work's manifests with the control plane's API); v1alpha1, which lacks ipFamilies,
+		// internalTrafficPolicy and trafficDistribution, otherwise.
+		siGVR := mcs.ImportVersions[1]
+		if served == mcs.ImportVersions[0] && c.importTemplates.v1beta1.Load() {
+			siGVR = served
+		}
+		im := importer{cluster: m.name, auto: true, siGVR: siGVR}
+		im.derived, _ = m.service(ns + "/" + derived)
+		out = append(out, im)
+	}
+	return out
+}
+
+// importPorts are the ports a user's ServiceImport lists (TCP where none is said).
+func importPorts(si *mcsv1beta1.ServiceImport) []corev1.ServicePort {
+	var out []corev1.ServicePort
+	for _, p := range si.Spec.Ports {
+		sp := corev1.ServicePort{Name: p.Name, Protocol: p.Protocol, Port: p.Port, AppProtocol: p.AppProtocol}
+		if sp.Protocol == "" {
+			sp.Protocol = corev1.ProtocolTCP
+		}
+		if sp.Port > 0 {
+			out = append(out, sp)
+		}
+	}
+	return out
+}

@@ -1,0 +1,155 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/util/retry"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
+)
+
+// The status writers: each writes only when something changed, and retries a conflict (our
+// cache lagging behind a write, ours or Karmada labelling its template) on the object read afresh.
+
+// writeExportStatus sets conds on a ServiceExport (in a member, or the template on Karmada) read
+// from cache as se, and returns the conditions that changed.
+func writeExportStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, se *mcsv1beta1.ServiceExport,
+	conds []metav1.Condition) ([]metav1.Condition, error) {
+	var changed []metav1.Condition
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		changed = nil
+		updated := slices.Clone(se.Status.Conditions)
+		for _, cond := range conds {
+			cond.ObservedGeneration = se.Generation
+			if cur := meta.FindStatusCondition(updated, cond.Type); cur != nil && sameCondition(*cur, cond) {
+				continue
+			}
+			meta.SetStatusCondition(&updated, cond)
+			changed = append(changed, cond)
+		}
+		if len(changed) == 0 {
+			return nil
+		}
+		out := se.DeepCopy()
+		out.Status.Conditions = updated
+		return updateStatus(ctx, dyn, gvr, out, func(fresh *unstructured.Unstructured) { se = mcs.ExportFrom(fresh) })
+	})
+	return changed, err
+}
+
+func sameCondition(a, b metav1.Condition) bool {
+	return a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message && a.ObservedGeneration == b.ObservedGeneration
+}
+
+// writeExportStatuses writes every member's export conditions and their merge on the template
+// on the Karmada control plane (where the user applied it, as in the seed), if there is one. A
+// member's export that turns invalid or conflicting gets a Warning event: the user must act.
+func (c *Controller) writeExportStatuses(ctx context.Context, o *observation, perMember map[string][]metav1.Condition, template []metav1.Condition) error {
+	key := o.ns + "/" + o.name
+	for _, st := range o.states {
+		gvr, _, _ := st.m.mcsInformers()
+		changed, err := writeExportStatus(ctx, st.m.dyn, gvr, st.obj, perMember[st.m.name])
+		if err != nil {
+			return fmt.Errorf("status of ServiceExport %s in %s: %w", key, st.m.name, err)
+		}
+		for _, cond := range changed {
+			if warn := cond.Type == string(mcsv1beta1.ServiceExportConditionValid) && cond.Status == metav1.ConditionFalse ||
+				cond.Type == string(mcsv1beta1.ServiceExportConditionConflict) && cond.Status == metav1.ConditionTrue; warn && st.m.recorder != nil {
+				st.m.recorder.Event(st.obj, corev1.EventTypeWarning, cond.Reason, cond.Message)
+			}
+		}
+	}
+	if len(o.states) == 0 {
+		return nil
+	}
+	obj, gvr, ok := c.exportTemplates.get(key)
+	if !ok {
+		return nil // no template: the export was created in the member directly
+	}
+	if _, err := writeExportStatus(ctx, c.dyn, gvr, obj.(*mcsv1beta1.ServiceExport), template); err != nil {
+		return fmt.Errorf("mirroring the ServiceExport status to the Karmada control plane: %w", err)
+	}
+	return nil
+}
+
+// writeImportStatuses writes, on every ServiceImport of the service in its importers (ours or
+// the user's), status.clusters (the clusters whose endpoints it carries) and a Ready condition
+// that says why the import has no endpoints when it has none.
+func (c *Controller) writeImportStatuses(ctx context.Context, o *observation, pending []string) error {
+	key := o.ns + "/" + o.name
+	byName := map[string]*member{}
+	for _, m := range o.members {
+		byName[m.name] = m
+	}
+	clusters := importClusters(o.exporters)
+	for _, im := range o.importers {
+		m := byName[im.cluster]
+		if m == nil {
+			continue
+		}
+		si, ok := m.serviceImport(key)
+		if !ok {
+			continue // ours, not applied by Karmada yet
+		}
+		cond := importReady(key, im.cluster, o.exporters, o.states, o.drained, pending)
+		if err := writeImportStatus(ctx, m.dyn, m.importGVR(), si, clusters, cond); err != nil {
+			return fmt.Errorf("status of ServiceImport %s in %s: %w", key, m.name, err)
+		}
+	}
+	return nil
+}
+
+// writeImportStatus sets status.clusters and the Ready condition on a member's ServiceImport,
+// writing only if either changed. A v1alpha1 import has no status.conditions (Karmada's CRD).
+func writeImportStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, si *mcsv1beta1.ServiceImport,
+	clusters []string, cond metav1.Condition) error {
+	withConditions := gvr.Version != "v1alpha1"
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var have []string
+		for _, cl := range si.Status.Clusters {
+			have = append(have, cl.Cluster)
+		}
+		conds := slices.Clone(si.Status.Conditions)
+		cond.ObservedGeneration = si.Generation
+		cur := meta.FindStatusCondition(conds, cond.Type)
+		if slices.Equal(have, clusters) && (!withConditions || cur != nil && sameCondition(*cur, cond)) {
+			return nil
+		}
+		meta.SetStatusCondition(&conds, cond)
+		out := si.DeepCopy()
+		out.Status.Clusters = nil
+		for _, id := range clusters {
+			out.Status.Clusters = append(out.Status.Clusters, mcsv1beta1.ClusterStatus{Cluster: id})
+		}
+		out.Status.Conditions = conds
+		return updateStatus(ctx, dyn, gvr, out, func(fresh *unstructured.Unstructured) { si = mcs.ImportFrom(fresh) })
+	})
+}
+
+// updateStatus writes the status of obj (of the view) as version gvr; when that fails it reads
+// the object afresh for the next attempt (retry.RetryOnConflict makes one on a conflict).
+func updateStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, obj metav1.Object, reread func(*unstructured.Unstructured)) error {
+	u, err := mcs.Unstructured(obj.(runtime.Object), gvr.GroupVersion())
+	if err != nil {
+		return err
+	}
+	ri := dyn.Resource(gvr).Namespace(obj.GetNamespace())
+	if _, err = ri.UpdateStatus(ctx, u, metav1.UpdateOptions{}); err == nil {
+		statusWrites.Inc()
+		return nil
+	}
+	if fresh, gerr := ri.Get(ctx, obj.GetName(), metav1.GetOptions{}); gerr == nil {
+		reread(fresh)
+	}
+	return err
+}

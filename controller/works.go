@@ -1,0 +1,349 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	workv1alpha1 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha1"
+	workv1alpha2 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha2"
+	"github.com/karmada-io/karmada/pkg/util/names"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// The Work applier: everything the controller writes into members goes through Karmada Works in
+// karmada-es-<cluster>, one object per Work, and every quirk of Karmada's execution controller
+// (v1.16) is handled here.
+
+const (
+	// ManagedBy is the endpointslice.kubernetes.io/managed-by value of the slices we write, and the
+	// app.kubernetes.io/managed-by value of our Works and derived Services.
+	ManagedBy = "mcs-controller.coredns-mcs.io"
+
+	labelManagedBy      = "app.kubernetes.io/managed-by"
+	labelSliceManagedBy = discoveryv1.LabelManagedBy
+	// Labels on our Works, naming the exported service they serve.
+	labelWorkNamespace = "mcs.coredns-mcs.io/service-namespace"
+	labelWorkName      = "mcs.coredns-mcs.io/service-name"
+	labelWorkCluster   = "mcs.coredns-mcs.io/source-cluster"
+	annotationHash     = "mcs.coredns-mcs.io/manifest-hash"
+
+	// executionFinalizer is the finalizer Karmada's execution controller honours on Works
+	// (Karmada's util.ExecutionControllerFinalizer).
+	executionFinalizer = "karmada.io/execution-controller"
+	// labelKarmadaManaged marks member objects Karmada may update and delete (Karmada's
+	// util.ManagedByKarmadaLabel).
+	labelKarmadaManaged = "karmada.io/managed"
+
+	// ExecutionNamespacePrefix is Karmada's per-cluster namespace for Works.
+	ExecutionNamespacePrefix = names.ExecutionSpacePrefix
+)
+
+// minWorkAge is how long a Work lives at least before it is deleted; maxWorkWait how long a Work
+// Karmada has not reported on is kept before it is deleted anyway (see applyWorks).
+const (
+	minWorkAge  = 5 * time.Second
+	maxWorkWait = time.Minute
+)
+
+// workObject is one desired Work: its namespace/name and the single manifest it carries.
+type workObject struct {
+	namespace, name string
+	cluster         string // the importing cluster
+	sourceCluster   string // for slices: the exporter
+	manifest        map[string]any
+	hash            string
+}
+
+// workName names a Work in karmada-es-<importer>: kind (svc, eps, si), the service and, for
+// slices, the source; hashed where it would be too long.
+func workName(kind, ns, name, source string) string {
+	n := "mcs-" + kind + "-" + ns + "-" + name
+	if source != "" {
+		n += "-" + shortHash(source, 10)
+	}
+	if len(n) > 253 {
+		n = n[:242] + "-" + shortHash(n, 10)
+	}
+	return n
+}
+
+// newWork renders obj as the single manifest of a Work for cluster. overwrite lets Karmada take
+// over an existing object of that name (derived objects, orphans); without it Karmada refuses.
+func newWork(cluster, name, source string, obj any, overwrite bool) (workObject, error) {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return workObject{}, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		return workObject{}, err
+	}
+	// Never carry server-set fields. Derived objects belong to this controller (derived-* is the
+	// reserved naming Karmada uses too): with overwrite, a leftover of an earlier Work is taken
+	// over rather than left unmanaged, which is what Karmada does without the annotation.
+	if md, ok := m["metadata"].(map[string]any); ok {
+		delete(md, "creationTimestamp")
+		ann, _ := md["annotations"].(map[string]any)
+		if ann == nil {
+			ann = map[string]any{}
+		}
+		if overwrite {
+			ann[workv1alpha2.ResourceConflictResolutionAnnotation] = workv1alpha2.ResourceConflictResolutionOverwrite
+		}
+		md["annotations"] = ann
+		// Karmada deletes (and updates) member objects only when they carry its managed label.
+		labels, _ := md["labels"].(map[string]any)
+		if labels == nil {
+			labels = map[string]any{}
+		}
+		labels[labelKarmadaManaged] = "true"
+		md["labels"] = labels
+	}
+	delete(m, "status")
+	raw, _ = json.Marshal(m)
+	return workObject{
+		namespace: ExecutionNamespacePrefix + cluster, name: name, cluster: cluster, sourceCluster: source,
+		manifest: m, hash: shortHash(string(raw), 16),
+	}, nil
+}
+
+// toWork renders the Work object of service ns/name.
+func (w workObject) toWork(ns, name string) (*workv1alpha1.Work, error) {
+	raw, err := json.Marshal(w.manifest)
+	if err != nil {
+		return nil, err
+	}
+	labels := map[string]string{labelManagedBy: ManagedBy, labelWorkNamespace: ns, labelWorkName: name}
+	if w.sourceCluster != "" {
+		labels[labelWorkCluster] = w.sourceCluster
+	}
+	return &workv1alpha1.Work{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: w.name, Namespace: w.namespace,
+			Labels:      labels,
+			Annotations: map[string]string{annotationHash: w.hash},
+			// Karmada's execution controller deletes a Work's objects from the member before it
+			// lets the Work go, but only for Works that carry its finalizer.
+			Finalizers: []string{executionFinalizer},
+		},
+		Spec: workv1alpha1.WorkSpec{Workload: workv1alpha1.WorkloadTemplate{
+			Manifests: []workv1alpha1.Manifest{{RawExtension: runtime.RawExtension{Raw: raw}}},
+		}},
+	}, nil
+}
+
+// serviceOfWork is the service key (namespace/name) a Work of ours serves.
+func serviceOfWork(w *workv1alpha1.Work) string {
+	return w.Labels[labelWorkNamespace] + "/" + w.Labels[labelWorkName]
+}
+
+// worksOf returns our cached Works of service key, by namespace/name.
+func (c *Controller) worksOf(key string) (map[string]*workv1alpha1.Work, error) {
+	objs, err := c.works.GetIndexer().ByIndex(byServiceIndex, key)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*workv1alpha1.Work, len(objs))
+	for _, o := range objs {
+		w := o.(*workv1alpha1.Work)
+		out[w.Namespace+"/"+w.Name] = w
+	}
+	return out, nil
+}
+
+// applyWorks makes the Works of service ns/name equal to desired: creates and updates what
+// differs, deletes ours that are no longer desired (selected by our labels only) unless held. It
+// returns which Works (namespace/name) Karmada reports as applied.
+func (c *Controller) applyWorks(ctx context.Context, ns, name string, desired []workObject, held func(*workv1alpha1.Work) bool) (map[string]bool, error) {
+	existing, err := c.worksOf(ns + "/" + name)
+	if err != nil {
+		return nil, err
+	}
+	applied := map[string]bool{}
+	want := map[string]bool{}
+	for _, w := range desired {
+		k := w.namespace + "/" + w.name
+		want[k] = true
+		cur := existing[k]
+		if cur != nil && cur.Annotations[annotationHash] == w.hash && cur.DeletionTimestamp == nil {
+			applied[k], _ = workAppliedState(cur)
+			continue
+		}
+		if cur != nil && cur.DeletionTimestamp != nil {
+			continue // being deleted; recreated on the next pass
+		}
+		if err := c.writeWork(ctx, ns, name, w, cur); err != nil {
+			return nil, err
+		}
+	}
+	var wait time.Duration
+	for k, w := range existing {
+		if want[k] || w.DeletionTimestamp != nil || held(w) {
+			continue
+		}
+		// Karmada's execution controller deletes a Work's object from the member only if its own
+		// cache of that member already holds the object; for a Work applied a moment ago it may
+		// not, and the object would be left behind, unmanaged. So a young or not yet applied
+		// Work is first emptied (a slice loses its endpoints at once) and deleted a little later:
+		// once Karmada reports it applied, or failed (nothing of it reached the member), or at
+		// the latest after maxWorkWait (a member that stays unreachable); whatever is left then
+		// is adopted (adoptOrphans) and deleted through Karmada.
+		age := time.Since(w.CreationTimestamp.Time)
+		if applied, known := workAppliedState(w); age < minWorkAge || (!applied && !known && age < maxWorkWait) {
+			if err := c.emptyWork(ctx, w); err != nil {
+				return nil, err
+			}
+			wait = max(wait, minWorkAge-age, time.Second)
+			continue
+		}
+		err := c.karmada.WorkV1alpha1().Works(w.Namespace).Delete(ctx, w.Name, metav1.DeleteOptions{
+			Preconditions: &metav1.Preconditions{UID: &w.UID},
+		})
+		if err != nil && !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("delete Work %s: %w", k, err)
+		}
+		workWrites.WithLabelValues("delete").Inc()
+	}
+	if wait > 0 {
+		c.enqueueAfter(ns+"/"+name, wait)
+	}
+	return applied, nil
+}
+
+// heldBy returns which of a service's existing Works must stay as they are although not desired:
+// those written into a member whose caches are unknown (what it imports is unknown), those
+// carrying the endpoints of an unknown member (what it exports is unknown) unless the drain
+// policy withdraws them, and, while any such endpoints are held, the importers' derived Services
+// and ServiceImports (the service may still be exported). Nothing is deleted on the strength of
+// a cache that is not there.
+// It also records in o.heldFor the unknown members that hold something of this service.
+func (c *Controller) heldBy(o *observation) func(*workv1alpha1.Work) bool {
+	if len(o.unknown) == 0 {
+		return func(*workv1alpha1.Work) bool { return false }
+	}
+	existing, _ := c.worksOf(o.ns + "/" + o.name)
+	heldSource := func(w *workv1alpha1.Work) bool {
+		src := w.Labels[labelWorkCluster]
+		return src != "" && o.unknown[src] && !c.drained(src)
+	}
+	anySource := false
+	affected := map[string]bool{}
+	for _, w := range existing {
+		if heldSource(w) {
+			anySource = true
+			affected[w.Labels[labelWorkCluster]] = true
+		}
+		if o.unknown[clusterOfWork(w)] {
+			affected[clusterOfWork(w)] = true
+		}
+	}
+	o.heldFor = slices.Sorted(maps.Keys(affected))
+	return func(w *workv1alpha1.Work) bool {
+		if o.unknown[clusterOfWork(w)] || heldSource(w) {
+			return true
+		}
+		return anySource && (w.Name == workName("svc", o.ns, o.name, "") || w.Name == workName("si", o.ns, o.name, ""))
+	}
+}
+
+// writeWork creates desired Work w of service ns/name, or updates cur to it.
+func (c *Controller) writeWork(ctx context.Context, ns, name string, w workObject, cur *workv1alpha1.Work) error {
+	obj, err := w.toWork(ns, name)
+	if err != nil {
+		return err
+	}
+	works := c.karmada.WorkV1alpha1().Works(w.namespace)
+	if cur == nil {
+		if _, err := works.Create(ctx, obj, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create Work %s/%s: %w", w.namespace, w.name, err)
+		}
+		workWrites.WithLabelValues("create").Inc()
+		return nil
+	}
+	obj.ResourceVersion = cur.ResourceVersion
+	obj.Finalizers = cur.Finalizers
+	if !slices.Contains(obj.Finalizers, executionFinalizer) {
+		obj.Finalizers = append(slices.Clone(obj.Finalizers), executionFinalizer)
+	}
+	// Keep labels others (Karmada's webhook) added.
+	labels := map[string]string{}
+	for lk, lv := range cur.Labels {
+		labels[lk] = lv
+	}
+	for lk, lv := range obj.Labels {
+		labels[lk] = lv
+	}
+	obj.Labels = labels
+	if _, err := works.Update(ctx, obj, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("update Work %s/%s: %w", w.namespace, w.name, err)
+	}
+	workWrites.WithLabelValues("update").Inc()
+	return nil
+}
+
+// emptyWork removes the endpoints from an EndpointSlice Work that is about to go, once.
+func (c *Controller) emptyWork(ctx context.Context, w *workv1alpha1.Work) error {
+	manifests := w.Spec.Workload.Manifests
+	if len(manifests) != 1 {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(manifests[0].Raw, &m) != nil || m["kind"] != "EndpointSlice" {
+		return nil
+	}
+	if eps, ok := m["endpoints"].([]any); !ok || len(eps) == 0 {
+		return nil // already empty
+	}
+	m["endpoints"] = []any{}
+	raw, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	out := w.DeepCopy()
+	out.Spec.Workload.Manifests = []workv1alpha1.Manifest{{RawExtension: runtime.RawExtension{Raw: raw}}}
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[annotationHash] = "emptied"
+	if _, err := c.karmada.WorkV1alpha1().Works(w.Namespace).Update(ctx, out, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("empty Work %s/%s: %w", w.Namespace, w.Name, err)
+	}
+	workWrites.WithLabelValues("update").Inc()
+	return nil
+}
+
+// workAppliedState reports whether Karmada applied a Work, and whether it has said so either way
+// (Applied True or False).
+func workAppliedState(w *workv1alpha1.Work) (applied, known bool) {
+	cond := meta.FindStatusCondition(w.Status.Conditions, workv1alpha1.WorkApplied)
+	if cond == nil {
+		return false, false
+	}
+	return cond.Status == metav1.ConditionTrue, cond.Status != metav1.ConditionUnknown
+}
+
+// manifestOf decodes the single manifest of a Work (nil if it has not exactly one).
+func manifestOf(w *workv1alpha1.Work) map[string]any {
+	if len(w.Spec.Workload.Manifests) != 1 {
+		return nil
+	}
+	var m map[string]any
+	if json.Unmarshal(w.Spec.Workload.Manifests[0].Raw, &m) != nil {
+		return nil
+	}
+	return m
+}
+
+// clusterOfWork is the member a Work is applied to.
+func clusterOfWork(w *workv1alpha1.Work) string {
+	return strings.TrimPrefix(w.Namespace, ExecutionNamespacePrefix)
+}

@@ -1,0 +1,341 @@
+//go:build envtest
+
+package controlplane_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
+
+	"github.com/coredns-mcs/coredns-mcs/controller"
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
+)
+
+var (
+	seGVR = mcsv1beta1.SchemeGroupVersion.WithResource("serviceexports")
+	siGVR = mcsv1beta1.SchemeGroupVersion.WithResource("serviceimports")
+	// The Karmada control plane serves Karmada's v1alpha1 copy of the MCS CRDs (as in the seed).
+	siTemplateGVR = schema.GroupVersionResource{Group: mcs.Group, Version: "v1alpha1", Resource: "serviceimports"}
+)
+
+var ctx = context.Background()
+
+func ptr[T any](v T) *T { return &v }
+
+// serve creates Service ns/name in member c, with one EndpointSlice of the given pod IPs (there is
+// no EndpointSlice controller here: the test writes what it would).
+func serve(t *testing.T, c *cluster, ns, name string, headless bool, port int32, ips ...string) {
+	t.Helper()
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: port, Protocol: corev1.ProtocolTCP}}}}
+	if headless {
+		svc.Spec.ClusterIP = corev1.ClusterIPNone
+	}
+	if _, err := c.kube.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	setEndpoints(t, c, ns, name, ips...)
+}
+
+// setEndpoints writes the one source EndpointSlice of ns/name in c.
+func setEndpoints(t *testing.T, c *cluster, ns, name string, ips ...string) {
+	t.Helper()
+	es := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Namespace: ns, Name: name + "-src", Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr(int32(8080)), Protocol: ptr(corev1.ProtocolTCP)}},
+	}
+	for i, ip := range ips {
+		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip}, Hostname: ptr(fmt.Sprintf("%s-%d", name, i)),
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr(true)}})
+	}
+	cur, err := c.kube.DiscoveryV1().EndpointSlices(ns).Get(ctx, es.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		_, err = c.kube.DiscoveryV1().EndpointSlices(ns).Create(ctx, es, metav1.CreateOptions{})
+	} else if err == nil {
+		es.ResourceVersion = cur.ResourceVersion
+		_, err = c.kube.DiscoveryV1().EndpointSlices(ns).Update(ctx, es, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func export(t *testing.T, c *cluster, ns, name string) {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": seGVR.GroupVersion().String(), "kind": "ServiceExport",
+		"metadata": map[string]any{"namespace": ns, "name": name}}}
+	if _, err := c.dyn.Resource(seGVR).Namespace(ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func unexport(t *testing.T, c *cluster, ns, name string) {
+	t.Helper()
+	if err := c.dyn.Resource(seGVR).Namespace(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// importedIPs are the endpoint addresses of our mirrored slices of ns/name in c, sorted.
+func importedIPs(c *cluster, ns, name string) ([]string, error) {
+	list, err := c.kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: mcs.LabelServiceName + "=" + name})
+	if err != nil {
+		return nil, err
+	}
+	var ips []string
+	for _, s := range list.Items {
+		if s.Labels[discoveryv1.LabelManagedBy] != controller.ManagedBy {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			ips = append(ips, e.Addresses...)
+		}
+	}
+	sort.Strings(ips)
+	return ips, nil
+}
+
+// expectImported waits until member c imports exactly ips for ns/name.
+func expectImported(t *testing.T, c *cluster, ns, name string, ips ...string) {
+	t.Helper()
+	sort.Strings(ips)
+	eventually(t, 30*time.Second, fmt.Sprintf("%s imports %s/%s from %v", c.name, ns, name, ips), func() error {
+		got, err := importedIPs(c, ns, name)
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(got, ips) {
+			return fmt.Errorf("imported endpoints %v", got)
+		}
+		return nil
+	})
+}
+
+// expectDerived waits for the derived Service name in c (Karmada applies Works in no set order:
+// the slices may come first).
+func expectDerived(t *testing.T, c *cluster, ns, name string) *corev1.Service {
+	t.Helper()
+	var svc *corev1.Service
+	eventually(t, 30*time.Second, c.name+" has "+ns+"/"+name, func() error {
+		var err error
+		svc, err = c.kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		return err
+	})
+	return svc
+}
+
+// exportCondition reads a condition of the ServiceExport ns/name in c: "status/reason".
+func exportCondition(c *cluster, ns, name, typ string) string {
+	u, err := c.dyn.Resource(seGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	cond := meta.FindStatusCondition(mcs.ExportFrom(u).Status.Conditions, typ)
+	if cond == nil {
+		return "none"
+	}
+	return string(cond.Status) + "/" + cond.Reason
+}
+
+func expectExportCondition(t *testing.T, c *cluster, ns, name, typ, want string) {
+	t.Helper()
+	eventually(t, 30*time.Second, fmt.Sprintf("%s's ServiceExport %s/%s %s=%s", c.name, ns, name, typ, want), func() error {
+		if got := exportCondition(c, ns, name, typ); got != want {
+			return fmt.Errorf("%s is %s", typ, got)
+		}
+		return nil
+	})
+}
+
+// ourWorks counts the controller's Works of namespace ns.
+func ourWorks(ns string) ([]string, error) {
+	list, err := karmadaAPI.WorkV1alpha1().Works(metav1.NamespaceAll).List(ctx, metav1.ListOptions{
+		LabelSelector: "mcs.coredns-mcs.io/service-namespace=" + ns})
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, w := range list.Items {
+		names = append(names, w.Namespace+"/"+w.Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func expectNoWorks(t *testing.T, ns string) {
+	t.Helper()
+	eventually(t, 60*time.Second, "no Work of "+ns+" left", func() error {
+		names, err := ourWorks(ns)
+		if err == nil && len(names) > 0 {
+			err = fmt.Errorf("Works %v", names)
+		}
+		return err
+	})
+}
+
+// The seed: a ServiceImport template on Karmada (so no automatic imports), the user's
+// ServiceImport in member2 (what Karmada's propagation puts there), an export in member1.
+func TestSeedFlow(t *testing.T) {
+	startController(t, controller.Options{})
+	ns := namespace(t, "seed")
+	m1, m2 := members["member1"], members["member2"]
+	tmpl := &unstructured.Unstructured{Object: map[string]any{"apiVersion": siTemplateGVR.GroupVersion().String(), "kind": "ServiceImport",
+		"metadata": map[string]any{"namespace": ns, "name": "serve"},
+		"spec":     map[string]any{"type": "ClusterSetIP", "ports": []any{map[string]any{"port": int64(80), "protocol": "TCP"}}}}}
+	if _, err := karmada.dyn.Resource(siTemplateGVR).Namespace(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	si := tmpl.DeepCopy()
+	si.SetAPIVersion(siGVR.GroupVersion().String())
+	if _, err := m2.dyn.Resource(siGVR).Namespace(ns).Create(ctx, si, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	serve(t, m1, ns, "serve", false, 80, "10.10.0.5", "10.10.0.6")
+	export(t, m1, ns, "serve")
+
+	expectImported(t, m2, ns, "serve", "10.10.0.5", "10.10.0.6")
+	derived := expectDerived(t, m2, ns, "derived-serve")
+	if derived.Spec.ClusterIP == "" || derived.Spec.ClusterIP == corev1.ClusterIPNone || derived.Spec.Selector != nil {
+		t.Fatalf("derived-serve in member2: %+v", derived.Spec)
+	}
+	expectExportCondition(t, m1, ns, "serve", "Valid", "True/Valid")
+	expectExportCondition(t, m1, ns, "serve", "Ready", "True/Exported")
+	expectExportCondition(t, m1, ns, "serve", "Conflict", "False/NoConflicts")
+	eventually(t, 30*time.Second, "member2's ServiceImport lists member1", func() error {
+		u, err := m2.dyn.Resource(siGVR).Namespace(ns).Get(ctx, "serve", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if cl := mcs.ImportFrom(u).Status.Clusters; len(cl) != 1 || cl[0].Cluster != "member1" {
+			return fmt.Errorf("status.clusters %v", cl)
+		}
+		return nil
+	})
+	// Not imported where no ServiceImport is (member1 has none; the template turns automatic
+	// imports off).
+	if ips, _ := importedIPs(m1, ns, "serve"); len(ips) > 0 {
+		t.Errorf("member1 imports %v without a ServiceImport", ips)
+	}
+
+	// Endpoints follow; the export going takes everything with it.
+	setEndpoints(t, m1, ns, "serve", "10.10.0.7")
+	expectImported(t, m2, ns, "serve", "10.10.0.7")
+	unexport(t, m1, ns, "serve")
+	expectNoWorks(t, ns)
+	if _, err := m2.kube.CoreV1().Services(ns).Get(ctx, "derived-serve", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("derived-serve still in member2 after the export went: %v", err)
+	}
+}
+
+// Without a template, every member with the namespace imports automatically and gets its
+// ServiceImport from the controller, with the derived Service's ClusterIP as spec.ips.
+func TestAutomaticImports(t *testing.T) {
+	startController(t, controller.Options{})
+	ns := namespace(t, "auto")
+	m1, m2 := members["member1"], members["member2"]
+	serve(t, m1, ns, "api", false, 8080, "10.10.1.5")
+	export(t, m1, ns, "api")
+	for _, c := range []*cluster{m1, m2} {
+		expectImported(t, c, ns, "api", "10.10.1.5")
+		eventually(t, 30*time.Second, c.name+"'s automatic ServiceImport carries the ClusterSetIP", func() error {
+			u, err := c.dyn.Resource(siGVR).Namespace(ns).Get(ctx, "api", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			derived, err := c.kube.CoreV1().Services(ns).Get(ctx, "derived-api", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			si := mcs.ImportFrom(u)
+			if si.Labels["app.kubernetes.io/managed-by"] != controller.ManagedBy || !slices.Equal(si.Spec.IPs, derived.Spec.ClusterIPs) {
+				return fmt.Errorf("ServiceImport %+v, derived ClusterIPs %v", si.Spec, derived.Spec.ClusterIPs)
+			}
+			return nil
+		})
+	}
+	unexport(t, m1, ns, "api")
+	expectNoWorks(t, ns)
+	for _, c := range []*cluster{m1, m2} {
+		if _, err := c.dyn.Resource(siGVR).Namespace(ns).Get(ctx, "api", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+			t.Errorf("%s: automatic ServiceImport left after the export went: %v", c.name, err)
+		}
+	}
+}
+
+// Exports that disagree: the oldest wins, every export says Conflict with the reason.
+func TestConflicts(t *testing.T) {
+	startController(t, controller.Options{})
+	ns := namespace(t, "conflict")
+	m1, m2 := members["member1"], members["member2"]
+	serve(t, m1, ns, "db", false, 5432, "10.10.2.5")
+	export(t, m1, ns, "db")
+	expectExportCondition(t, m1, ns, "db", "Ready", "True/Exported")
+	serve(t, m2, ns, "db", true, 5432, "10.12.2.5") // headless: a TypeConflict
+	export(t, m2, ns, "db")
+	for _, c := range []*cluster{m1, m2} {
+		expectExportCondition(t, c, ns, "db", "Conflict", "True/TypeConflict")
+	}
+	// Both exports' endpoints are imported; the type is the oldest's (ClusterSetIP).
+	expectImported(t, m2, ns, "db", "10.10.2.5", "10.12.2.5")
+	if derived := expectDerived(t, m2, ns, "derived-db"); derived.Spec.ClusterIP == corev1.ClusterIPNone {
+		t.Errorf("derived-db is headless, want the oldest export's type (a ClusterIP)")
+	}
+	unexport(t, m2, ns, "db")
+	expectExportCondition(t, m1, ns, "db", "Conflict", "False/NoConflicts")
+	unexport(t, m1, ns, "db")
+	expectNoWorks(t, ns)
+}
+
+// A headless export is imported headless, with hostnames kept for per-pod DNS names.
+func TestHeadless(t *testing.T) {
+	startController(t, controller.Options{})
+	ns := namespace(t, "headless")
+	m1, m2 := members["member1"], members["member2"]
+	serve(t, m1, ns, "web", true, 80, "10.10.3.5", "10.10.3.6")
+	export(t, m1, ns, "web")
+	expectImported(t, m2, ns, "web", "10.10.3.5", "10.10.3.6")
+	if derived := expectDerived(t, m2, ns, "derived-web"); derived.Spec.ClusterIP != corev1.ClusterIPNone {
+		t.Fatalf("derived-web: ClusterIP %q, want headless", derived.Spec.ClusterIP)
+	}
+	list, _ := m2.kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: mcs.LabelServiceName + "=web"})
+	var hosts []string
+	for _, s := range list.Items {
+		for _, e := range s.Endpoints {
+			if e.Hostname != nil {
+				hosts = append(hosts, *e.Hostname)
+			}
+		}
+		if s.Labels[mcs.LabelSourceCluster] != "member1" {
+			t.Errorf("slice %s: source cluster %q", s.Name, s.Labels[mcs.LabelSourceCluster])
+		}
+	}
+	sort.Strings(hosts)
+	if !slices.Equal(hosts, []string{"web-0", "web-1"}) {
+		t.Errorf("hostnames %v", hosts)
+	}
+	eventually(t, 30*time.Second, "member2's automatic import is headless", func() error {
+		u, err := m2.dyn.Resource(siGVR).Namespace(ns).Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if si := mcs.ImportFrom(u); si.Spec.Type != mcsv1beta1.Headless || len(si.Spec.IPs) != 0 {
+			return fmt.Errorf("spec %+v", si.Spec)
+		}
+		return nil
+	})
+	unexport(t, m1, ns, "web")
+	expectNoWorks(t, ns)
+}
