@@ -49,7 +49,18 @@ type Options struct {
 	MemberBurst int
 	// ReconcileTimeout bounds one reconcile of a service or cluster (default 2 minutes).
 	ReconcileTimeout time.Duration
+	// SecretNamespaces are where Cluster credentials may be read (default karmada-cluster, where
+	// karmadactl join puts them): a Cluster whose secretRef points elsewhere is refused, so that
+	// whoever may edit a Cluster cannot make the controller read any Secret and send its token
+	// to a server of their choosing.
+	SecretNamespaces []string
+	// MemberTimeout bounds each request to a member's apiserver but its watches (default 15 s):
+	// a member that accepts a request and never answers holds a worker that long at most.
+	MemberTimeout time.Duration
 }
+
+// KarmadaRequestTimeout bounds every request to the Karmada apiserver but its watches.
+const KarmadaRequestTimeout = 30 * time.Second
 
 // Member failure policies.
 const (
@@ -83,6 +94,10 @@ type Controller struct {
 	notReady   map[string]time.Time // clusters Karmada reports not Ready, since when
 	drainedNow map[string]bool      // clusters whose endpoints are withdrawn (logged once)
 
+	syncMu     sync.Mutex
+	syncedNow  map[string]bool   // whether each Push member's caches were synced at the last look
+	refusedNow map[string]string // why each member's exports are refused for its cluster id ("" if not)
+
 	ctx     context.Context
 	started atomic.Bool
 }
@@ -92,15 +107,26 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	if err := defaults(&opts); err != nil {
 		return nil, err
 	}
-	kube, err := kubernetes.NewForConfig(cfg)
+	// Requests are bounded, watches (the informers' clients) are not.
+	bounded := rest.CopyConfig(cfg)
+	bounded.Timeout = KarmadaRequestTimeout
+	kube, err := kubernetes.NewForConfig(bounded)
 	if err != nil {
 		return nil, err
 	}
-	karmada, err := karmadaclient.NewForConfig(cfg)
+	karmada, err := karmadaclient.NewForConfig(bounded)
 	if err != nil {
 		return nil, err
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
+	dyn, err := dynamic.NewForConfig(bounded)
+	if err != nil {
+		return nil, err
+	}
+	karmadaWatch, err := karmadaclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dynWatch, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -112,14 +138,16 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		pull:       map[string]bool{},
 		notReady:   map[string]time.Time{},
 		drainedNow: map[string]bool{},
+		syncedNow:  map[string]bool{},
+		refusedNow: map[string]string{},
 	}
-	c.importTemplates = &templates{kind: "ServiceImport", versions: mcs.ImportVersions, disco: kube.Discovery(), dyn: dyn, enqueue: c.enqueue,
+	c.importTemplates = &templates{kind: "ServiceImport", versions: mcs.ImportVersions, disco: kube.Discovery(), dynWatch: dynWatch, enqueue: c.enqueue,
 		missingMsg: "the Karmada control plane does not serve the ServiceImport API; every export is imported automatically until it does"}
-	c.exportTemplates = &templates{kind: "ServiceExport", versions: mcs.ExportVersions, disco: kube.Discovery(), dyn: dyn, enqueue: c.enqueue,
+	c.exportTemplates = &templates{kind: "ServiceExport", versions: mcs.ExportVersions, disco: kube.Discovery(), dynWatch: dynWatch, enqueue: c.enqueue,
 		missingMsg: "the Karmada control plane does not serve the ServiceExport API; export conditions are written in the members only"}
 	c.recorder, _ = recorderFor(kube)
 
-	c.works = workinformers.NewFilteredWorkInformer(karmada, metav1.NamespaceAll, 0, cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
+	c.works = workinformers.NewFilteredWorkInformer(karmadaWatch, metav1.NamespaceAll, 0, cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
 		w, ok := obj.(*workv1alpha1.Work)
 		if !ok {
 			return nil, nil
@@ -131,7 +159,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	})); err != nil {
 		return nil, err
 	}
-	c.clusterInf = clusterinformers.NewClusterInformer(karmada, 0, cache.Indexers{})
+	c.clusterInf = clusterinformers.NewClusterInformer(karmadaWatch, 0, cache.Indexers{})
 	if _, err := c.clusterInf.AddEventHandler(keyHandler(func(name string) {
 		c.clusters.Add(reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
 	}, func(o metav1.Object) string { return o.GetName() })); err != nil {
@@ -165,6 +193,12 @@ func defaults(opts *Options) error {
 	}
 	if opts.ReconcileTimeout <= 0 {
 		opts.ReconcileTimeout = 2 * time.Minute
+	}
+	if len(opts.SecretNamespaces) == 0 {
+		opts.SecretNamespaces = []string{"karmada-cluster"}
+	}
+	if opts.MemberTimeout <= 0 {
+		opts.MemberTimeout = 15 * time.Second
 	}
 	return nil
 }

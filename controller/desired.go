@@ -54,6 +54,9 @@ type importer struct {
 	auto    bool
 	siGVR   schema.GroupVersionResource
 	derived *corev1.Service
+	// taken: a Service of the derived name exists in the member and is not ours (the user's, or
+	// another controller's): nothing is written there, nothing of it overwritten.
+	taken bool
 }
 
 // desiredWorks computes every Work the service ns/name needs: per importer, the derived Service,
@@ -67,6 +70,9 @@ func desiredWorks(ns, name, prefix string, exporters []exporter, importers []imp
 	derived := mcs.DerivedServiceName(prefix, ns, name)
 	var out []workObject
 	for _, imp := range importers {
+		if imp.taken {
+			continue
+		}
 		svc := derivedService(ns, name, derived, exporters, imp)
 		w, err := newWork(imp.cluster, workName("svc", ns, name, ""), "", svc, true)
 		if err != nil {

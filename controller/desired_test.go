@@ -140,8 +140,12 @@ func TestUnionPortsAndNames(t *testing.T) {
 	if len(d) > 63 {
 		t.Errorf("derived name %q too long", d)
 	}
-	if n := workName("eps", strings.Repeat("n", 63), long, "member1/"+long); len(n) > 253 {
+	if n := workName("eps", strings.Repeat("n", 63), strings.Repeat("s", 253), "member1/"+long); len(n) > 253 {
 		t.Errorf("work name %d characters", len(n))
+	}
+	// The earlier naming (mcs-<kind>-<ns>-<name>) gave team-a/api and team/a-api one Work.
+	if a, b := workName("svc", "team-a", "api", ""), workName("svc", "team", "a-api", ""); a == b {
+		t.Errorf("team-a/api and team/a-api share the Work name %q", a)
 	}
 	if sn := sliceName(d, "member1.eu", "src"); strings.Contains(sn, ".") || len(sn) > 253 {
 		t.Errorf("slice name %q", sn)

@@ -186,8 +186,13 @@ func TestImportReady(t *testing.T) {
 		{"drained", nil, []string{"member1"}, nil, metav1.ConditionFalse, "member1 are withdrawn"},
 		{"pending", ex, nil, []string{"member2"}, metav1.ConditionFalse, "waiting for Karmada"},
 		{"no ready endpoint", ex, nil, nil, metav1.ConditionTrue, "no endpoint is ready"},
+		{"name taken", ex, nil, nil, metav1.ConditionFalse, "derived-serve exists in member2"},
 	} {
-		c := importReady("default/serve", "member2", tc.exporters, nil, tc.drained, tc.pending)
+		o := &observation{ns: "default", name: "serve", derived: "derived-serve", exporters: tc.exporters, drained: tc.drained}
+		if tc.name == "name taken" {
+			o.taken = []string{"member2"}
+		}
+		c := importReady(o, "member2", tc.pending)
 		if c.Status != tc.status || !strings.Contains(c.Message, tc.says) {
 			t.Errorf("%s: %s %q, want %s containing %q", tc.name, c.Status, c.Message, tc.status, tc.says)
 		}

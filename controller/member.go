@@ -32,8 +32,10 @@ type member struct {
 	name        string
 	id          string
 	fingerprint string
-	kube        kubernetes.Interface
-	dyn         dynamic.Interface
+	// kube and dyn make bounded requests (Options.MemberTimeout); dynWatch feeds the informers.
+	kube     kubernetes.Interface
+	dyn      dynamic.Interface
+	dynWatch dynamic.Interface
 	// recorder records events on the member's ServiceExports (what its users read).
 	recorder   record.EventRecorder
 	stopEvents func()
@@ -51,19 +53,34 @@ type member struct {
 	cancel context.CancelFunc
 }
 
+// followClusterID, readClusterID, clusterID: see clusterid.go.
+
 // newMember builds the clients and informers of a member; enqueue receives service keys,
 // enqueueNamespace the name of a namespace that appeared (its services may be imported there now).
-func newMember(name string, cfg *rest.Config, fp string, enqueue, enqueueNamespace func(string)) (*member, error) {
+func newMember(name string, cfg *rest.Config, timeout time.Duration, fp string, enqueue, enqueueNamespace func(string)) (*member, error) {
+	// Requests to a member are bounded (a member that accepts a request and never answers must
+	// not hold a worker); watches are not (they are long by design), so the informers get a
+	// client of their own.
 	kc, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	dyn, err := dynamic.NewForConfig(cfg)
+	dynWatch, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
 	}
-	m := &member{name: name, id: name, fingerprint: fp, kube: kc, dyn: dyn}
-	m.recorder, m.stopEvents = recorderFor(kc)
+	bounded := rest.CopyConfig(cfg)
+	bounded.Timeout = timeout
+	kb, err := kubernetes.NewForConfig(bounded)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(bounded)
+	if err != nil {
+		return nil, err
+	}
+	m := &member{name: name, id: name, fingerprint: fp, kube: kb, dyn: dyn, dynWatch: dynWatch}
+	m.recorder, m.stopEvents = recorderFor(kb)
 	m.services = kube.Informer[*corev1.ServiceList](kc.CoreV1().Services(metav1.NamespaceAll), "", &corev1.Service{}, cache.Indexers{})
 	m.slices = kube.Informer[*discoveryv1.EndpointSliceList](kc.DiscoveryV1().EndpointSlices(metav1.NamespaceAll),
 		discoveryv1.LabelServiceName, &discoveryv1.EndpointSlice{}, cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
@@ -124,8 +141,8 @@ func (m *member) start(parent context.Context, enqueue func(string), onSynced fu
 	go m.slices.RunWithContext(ctx)
 	go m.namespaces.RunWithContext(ctx)
 	go func() {
-		m.id = m.clusterID(ctx)
-		mcs.Supervise(ctx, m.kube.Discovery(), m.superviseMCS(ctx, enqueue))
+		m.followClusterID(ctx, func() {})
+		mcs.Supervise(ctx, m.kube.Discovery(), m.superviseMCS(ctx, enqueue, onSynced))
 	}()
 	go func() {
 		for !m.synced() {
@@ -151,11 +168,17 @@ func (m *member) stop() {
 // superviseMCS follows the MCS versions the member serves: the informers start when both
 // resources are served and restart on a preferred version (CRDs upgraded to v1beta1, whose fields
 // v1alpha1 reads would prune).
-func (m *member) superviseMCS(ctx context.Context, enqueue func(string)) func(mcs.APIs, error) time.Duration {
+// Each poll also re-reads the cluster id (onIDChange runs when it changed).
+func (m *member) superviseMCS(ctx context.Context, enqueue func(string), onIDChange func()) func(mcs.APIs, error) time.Duration {
 	logger := klog.FromContext(ctx).WithValues("cluster", m.name)
 	logged := false
 	var absentSince time.Time
+	first := true
 	return func(apis mcs.APIs, err error) time.Duration {
+		if !first && err == nil {
+			m.followClusterID(ctx, onIDChange)
+		}
+		first = false
 		se, okSE := apis.Preferred(mcs.ExportVersions)
 		si, okSI := apis.Preferred(mcs.ImportVersions)
 		curSE, _, _ := m.mcsInformers()
@@ -173,7 +196,7 @@ func (m *member) superviseMCS(ctx context.Context, enqueue func(string)) func(mc
 				logger.Info("the member serves another MCS API version now; re-watching", "serviceexports", se.GroupVersion().String())
 			}
 			m.startMCS(ctx, se, si, enqueue)
-			logger.Info("watching the MCS API", "serviceexports", se.GroupVersion().String(), "serviceimports", si.GroupVersion().String(), "clusterID", m.id)
+			logger.Info("watching the MCS API", "serviceexports", se.GroupVersion().String(), "serviceimports", si.GroupVersion().String(), "clusterID", m.clusterID())
 			m.apiMissing.Store(false)
 		case curSE.Empty() && time.Since(absentSince) >= apiAbsentFor:
 			// Absent for a while, not a moment: an apiserver that just (re)started serves its
@@ -186,7 +209,7 @@ func (m *member) superviseMCS(ctx context.Context, enqueue func(string)) func(mc
 			}
 		}
 		if !curSE.Empty() || okSE && okSI {
-			return 30 * time.Second
+			return 10 * time.Second // a new MCS version or cluster id is followed within this
 		}
 		return 2 * time.Second
 	}
@@ -201,7 +224,7 @@ const apiAbsentFor = 10 * time.Second
 func (m *member) startMCS(parent context.Context, se, si schema.GroupVersionResource, enqueue func(string)) {
 	ctx, cancel := context.WithCancel(parent)
 	mk := func(gvr schema.GroupVersionResource) cache.SharedIndexInformer {
-		inf := mcs.Informer(m.dyn, gvr, nil)
+		inf := mcs.Informer(m.dynWatch, gvr, nil)
 		_, _ = inf.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string { return o.GetNamespace() + "/" + o.GetName() }))
 		go inf.RunWithContext(ctx)
 		return inf

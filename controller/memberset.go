@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -54,18 +56,24 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	if cl.Spec.APIEndpoint == "" || cl.Spec.SecretRef == nil || cl.Spec.SecretRef.Name == "" {
 		return fmt.Errorf("cluster %s has no apiEndpoint or secretRef", name)
 	}
-	ref := cl.Spec.SecretRef
-	secret, err := c.kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
-	if err != nil {
-		return fmt.Errorf("credentials of cluster %s (secret %s/%s): %w", name, ref.Namespace, ref.Name, err)
+	token, ca, err := c.credentials(ctx, cl)
+	if errors.Is(err, errSecretRefNotAllowed) {
+		// Refused before anything is read or sent; the Cluster's next change is looked at again.
+		logger.Info(err.Error())
+		c.recorder.Event(cl, corev1.EventTypeWarning, "SecretRefNotAllowed", err.Error())
+		if old != nil {
+			c.removeMember(name)
+		}
+		return nil
+	} else if err != nil {
+		return err
 	}
-	token, ca := secret.Data["token"], secret.Data["caBundle"]
 	insecure := cl.Spec.InsecureSkipTLSVerification
 	fp := fingerprint(cl.Spec.APIEndpoint, token, ca, insecure)
 	if old != nil && old.fingerprint == fp {
 		return nil
 	}
-	m, err := newMember(name, restConfigFor(cl.Spec.APIEndpoint, token, ca, insecure, c.opts.MemberQPS, c.opts.MemberBurst), fp, c.enqueue, c.enqueueNamespace)
+	m, err := newMember(name, restConfigFor(cl.Spec.APIEndpoint, token, ca, insecure, c.opts.MemberQPS, c.opts.MemberBurst), c.opts.MemberTimeout, fp, c.enqueue, c.enqueueNamespace)
 	if err != nil {
 		return err
 	}
@@ -94,6 +102,10 @@ func (c *Controller) removeMember(name string) {
 	memberGauge.Set(float64(len(c.members)))
 	c.mu.Unlock()
 	syncedGauge.DeleteLabelValues(name)
+	c.syncMu.Lock()
+	delete(c.syncedNow, name)
+	delete(c.refusedNow, name)
+	c.syncMu.Unlock()
 	if m != nil {
 		m.stop()
 	}
@@ -157,12 +169,49 @@ func (c *Controller) fleet() ([]*member, map[string]bool) {
 	c.mu.RUnlock()
 	sort.Slice(synced, func(i, j int) bool { return synced[i].name < synced[j].name })
 	for _, m := range synced {
-		syncedGauge.WithLabelValues(m.name).Set(1)
+		c.noteSynced(m.name, true)
 	}
 	for name := range unknown {
-		syncedGauge.WithLabelValues(name).Set(0)
+		c.noteSynced(name, false)
 	}
 	return synced, unknown
+}
+
+var errSecretRefNotAllowed = errors.New("secretRef not allowed")
+
+// credentials reads a Cluster's token and CA from its secretRef, only in the namespaces allowed.
+func (c *Controller) credentials(ctx context.Context, cl *clusterv1alpha1.Cluster) (token, ca []byte, err error) {
+	ref := cl.Spec.SecretRef
+	if !slices.Contains(c.opts.SecretNamespaces, ref.Namespace) {
+		return nil, nil, fmt.Errorf("%w: secretRef %s/%s is outside the namespaces cluster credentials are read from (%s): the cluster is not joined",
+			errSecretRefNotAllowed, ref.Namespace, ref.Name, strings.Join(c.opts.SecretNamespaces, ", "))
+	}
+	secret, err := c.kube.CoreV1().Secrets(ref.Namespace).Get(ctx, ref.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("credentials of cluster %s (secret %s/%s): %w", cl.Name, ref.Namespace, ref.Name, err)
+	}
+	return secret.Data["token"], secret.Data["caBundle"], nil
+}
+
+// noteSynced records whether a member's caches are synced, in the metric and, on a change, in
+// the log.
+func (c *Controller) noteSynced(name string, synced bool) {
+	v := 0.0
+	if synced {
+		v = 1
+	}
+	syncedGauge.WithLabelValues(name).Set(v)
+	c.syncMu.Lock()
+	was, known := c.syncedNow[name]
+	c.syncedNow[name] = synced
+	c.syncMu.Unlock()
+	switch {
+	case synced && known && !was:
+		klog.Background().Info("member caches synced; its exports and imports are followed again", "cluster", name)
+	case !synced && (!known || was):
+		klog.Background().Info("member caches not synced (not joined yet, no working credentials, or unreachable): "+
+			"what it exports and imports is held as it was", "cluster", name)
+	}
 }
 
 func restConfigFor(endpoint string, token, ca []byte, insecure bool, qps float32, burst int) *rest.Config {

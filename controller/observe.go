@@ -19,6 +19,7 @@ import (
 // input of desiredWorks and of the conditions. It is read from the caches only (no request).
 type observation struct {
 	ns, name  string
+	derived   string // the derived Service's name
 	members   []*member
 	states    []*exportState // every member's ServiceExport, valid or not
 	exporters []exporter     // the valid exports, oldest first
@@ -33,6 +34,10 @@ type observation struct {
 	// those of them this service's Works are held for (see Controller.heldBy).
 	unknown map[string]bool
 	heldFor []string
+	// taken: importers where the derived Service's name is another's (see findTaken).
+	taken []string
+	// refused: members whose exports are refused for their cluster id, and why (clusterid.go).
+	refused map[string]string
 }
 
 // exportState is what one member says about an exported service.
@@ -53,7 +58,8 @@ const autoImportDelay = 3 * time.Second
 // observe reads service ns/name from the caches of members and of the Karmada control plane.
 func (c *Controller) observe(ctx context.Context, ns, name string, members []*member) *observation {
 	key := ns + "/" + name
-	o := &observation{ns: ns, name: name, members: members}
+	o := &observation{ns: ns, name: name, members: members, derived: mcs.DerivedServiceName(c.opts.DerivedPrefix, ns, name),
+		refused: c.refusedIDs(members)}
 	userImport := map[string]bool{}
 	created := map[string]metav1.Time{}
 	for _, m := range members {
@@ -65,7 +71,7 @@ func (c *Controller) observe(ctx context.Context, ns, name string, members []*me
 			st := &exportState{m: m, obj: se}
 			o.states = append(o.states, st)
 			created[m.name] = se.CreationTimestamp
-			if ex, valid := c.exporterOf(ctx, m, se); valid.Status == metav1.ConditionTrue {
+			if ex, valid := c.exporterOf(ctx, o, m, se); valid.Status == metav1.ConditionTrue {
 				o.exporters = append(o.exporters, ex)
 				st.exported = true
 				st.valid = valid
@@ -96,14 +102,40 @@ func (c *Controller) observe(ctx context.Context, ns, name string, members []*me
 		o.auto, o.autoWait = false, wait
 	}
 	if o.auto {
-		o.importers = append(o.importers, c.autoImporters(ns, name, members, userImport)...)
+		o.importers = append(o.importers, c.autoImporters(members, ns, userImport)...)
 		sort.Slice(o.importers, func(i, j int) bool { return o.importers[i].cluster < o.importers[j].cluster })
 	}
+	c.findTaken(o)
 	return o
 }
 
+// findTaken marks the importers where a Service of the derived name exists that the controller
+// did not write, and keeps the derived Service where it is ours.
+func (c *Controller) findTaken(o *observation) {
+	byName := map[string]*member{}
+	for _, m := range o.members {
+		byName[m.name] = m
+	}
+	for i := range o.importers {
+		im, m := &o.importers[i], byName[o.importers[i].cluster]
+		if m == nil {
+			continue
+		}
+		svc, ok := m.service(o.ns + "/" + o.derived)
+		switch {
+		case !ok:
+			im.derived = nil
+		case svc.Labels[labelManagedBy] == ManagedBy:
+			im.derived = svc
+		default:
+			im.derived, im.taken = nil, true
+			o.taken = append(o.taken, im.cluster)
+		}
+	}
+}
+
 // exporterOf validates one member's export and, if valid, reads what it exports.
-func (c *Controller) exporterOf(ctx context.Context, m *member, se *mcsv1beta1.ServiceExport) (exporter, metav1.Condition) {
+func (c *Controller) exporterOf(ctx context.Context, o *observation, m *member, se *mcsv1beta1.ServiceExport) (exporter, metav1.Condition) {
 	key := se.Namespace + "/" + se.Name
 	svc, ok := m.service(key)
 	switch {
@@ -114,7 +146,15 @@ func (c *Controller) exporterOf(ctx context.Context, m *member, se *mcsv1beta1.S
 		return exporter{}, condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonInvalidServiceType,
 			"Service "+key+" is of type ExternalName, which cannot be exported")
 	}
-	ex := exporter{cluster: m.name, clusterID: m.id, service: svc}
+	if why, refused := o.refused[m.name]; refused {
+		reason := ReasonClusterIDConflict
+		if validClusterID(m.clusterID()) != nil {
+			reason = ReasonInvalidClusterID
+		}
+		return exporter{}, condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportConditionReason(reason),
+			"not imported anywhere: "+why)
+	}
+	ex := exporter{cluster: m.name, clusterID: m.clusterID(), service: svc}
 	// Keys of Kubernetes, Karmada and the MCS API never travel to the importers.
 	var droppedL, droppedA []string
 	ex.exportedLabels, droppedL = mcs.WithoutReserved(se.Spec.ExportedLabels)
@@ -136,8 +176,7 @@ func (c *Controller) exporterOf(ctx context.Context, m *member, se *mcsv1beta1.S
 
 // autoImporters are the members that import ns/name automatically: every member serving the
 // ServiceImport API that has the namespace and no ServiceImport of its own for the service.
-func (c *Controller) autoImporters(ns, name string, members []*member, userImport map[string]bool) []importer {
-	derived := mcs.DerivedServiceName(c.opts.DerivedPrefix, ns, name)
+func (c *Controller) autoImporters(members []*member, ns string, userImport map[string]bool) []importer {
 	var out []importer
 	for _, m := range members {
 		served := m.importGVR()
@@ -151,9 +190,7 @@ func (c *Controller) autoImporters(ns, name string, members []*member, userImpor
 		if served == mcs.ImportVersions[0] && c.importTemplates.v1beta1.Load() {
 			siGVR = served
 		}
-		im := importer{cluster: m.name, auto: true, siGVR: siGVR}
-		im.derived, _ = m.service(ns + "/" + derived)
-		out = append(out, im)
+		out = append(out, importer{cluster: m.name, auto: true, siGVR: siGVR})
 	}
 	return out
 }

@@ -52,10 +52,7 @@ func (c *Controller) adoptOrphans(ctx context.Context, ns, name string, members 
 // coveredObjects are the member objects (cluster/kind/name) a desired or existing Work holds.
 func (c *Controller) coveredObjects(key string, desired []workObject) (map[string]bool, error) {
 	covered := map[string]bool{}
-	note := func(cluster string, manifest map[string]any) {
-		md, _ := manifest["metadata"].(map[string]any)
-		covered[fmt.Sprintf("%s/%v/%v", cluster, manifest["kind"], md["name"])] = true
-	}
+	note := func(cluster string, manifest map[string]any) { covered[objectOf(cluster, manifest)] = true }
 	for _, w := range desired {
 		note(w.cluster, w.manifest)
 	}
@@ -130,7 +127,7 @@ func (c *Controller) keptServiceWorks(ns, name string, importers []importer) []w
 	existing, _ := c.worksOf(ns + "/" + name)
 	var out []workObject
 	for _, w := range existing {
-		kept := w.Name == workName("svc", ns, name, "") || w.Name == workName("si", ns, name, "")
+		kept := kindOf(w) == "Service" || kindOf(w) == "ServiceImport"
 		if !kept || !imports[w.Namespace] || w.DeletionTimestamp != nil {
 			continue
 		}

@@ -17,6 +17,10 @@ func condition(t mcsv1beta1.ServiceExportConditionType, s metav1.ConditionStatus
 	return metav1.Condition{Type: string(t), Status: s, Reason: string(r), Message: msg}
 }
 
+// ReasonDerivedServiceTaken is the Ready reason of an export that cannot be imported somewhere
+// because the derived Service's name is taken there.
+const ReasonDerivedServiceTaken mcsv1beta1.ServiceExportConditionReason = "DerivedServiceTaken"
+
 // pendingClusters are the importers still waiting for Karmada: a desired Work not applied yet,
 // or an automatic import whose ServiceImport waits for the derived Service's ClusterIP.
 func pendingClusters(o *observation, desired []workObject, applied map[string]bool) []string {
@@ -34,7 +38,7 @@ func pendingClusters(o *observation, desired []workObject, applied map[string]bo
 			}
 		}
 		for _, im := range o.importers {
-			if im.auto && !has[im.cluster] {
+			if im.auto && !im.taken && !has[im.cluster] {
 				pending = append(pending, im.cluster)
 			}
 		}
@@ -79,6 +83,10 @@ func exportReadyOf(o *observation, pending []string) metav1.Condition {
 		what = "derived Service, EndpointSlices and ServiceImport"
 	}
 	switch {
+	case len(o.taken) > 0:
+		return condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionFalse, ReasonDerivedServiceTaken,
+			fmt.Sprintf("not imported in %s: a Service %s exists there that the controller did not write; it is left alone (delete or rename it to import there)",
+				strings.Join(o.taken, ", "), o.derived))
 	case len(o.importers) == 0:
 		return condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonExported,
 			"exported; no cluster imports it yet")
@@ -144,11 +152,16 @@ func importClusters(exporters []exporter) []string {
 	return clusters
 }
 
-// importReady is the Ready condition of the ServiceImport key in cluster.
-func importReady(key, cluster string, exporters []exporter, states []*exportState, drained, pending []string) metav1.Condition {
+// importReady is the Ready condition of the ServiceImport of o in cluster.
+func importReady(o *observation, cluster string, pending []string) metav1.Condition {
+	key, exporters, states, drained := o.ns+"/"+o.name, o.exporters, o.states, o.drained
 	notReady := func(msg string) metav1.Condition {
 		return metav1.Condition{Type: string(mcsv1beta1.ServiceImportConditionReady), Status: metav1.ConditionFalse,
 			Reason: string(mcsv1beta1.ServiceImportReasonPending), Message: msg}
+	}
+	if slices.Contains(o.taken, cluster) {
+		return notReady("not imported here: the Service " + o.derived + " exists in " + cluster +
+			" and the controller did not write it; it is left alone (delete or rename it to import)")
 	}
 	withdrawn := ""
 	if len(drained) > 0 {

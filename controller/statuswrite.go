@@ -64,7 +64,8 @@ func (c *Controller) writeExportStatuses(ctx context.Context, o *observation, pe
 		}
 		for _, cond := range changed {
 			if warn := cond.Type == string(mcsv1beta1.ServiceExportConditionValid) && cond.Status == metav1.ConditionFalse ||
-				cond.Type == string(mcsv1beta1.ServiceExportConditionConflict) && cond.Status == metav1.ConditionTrue; warn && st.m.recorder != nil {
+				cond.Type == string(mcsv1beta1.ServiceExportConditionConflict) && cond.Status == metav1.ConditionTrue ||
+				cond.Reason == string(ReasonDerivedServiceTaken); warn && st.m.recorder != nil {
 				st.m.recorder.Event(st.obj, corev1.EventTypeWarning, cond.Reason, cond.Message)
 			}
 		}
@@ -101,7 +102,7 @@ func (c *Controller) writeImportStatuses(ctx context.Context, o *observation, pe
 		if !ok {
 			continue // ours, not applied by Karmada yet
 		}
-		cond := importReady(key, im.cluster, o.exporters, o.states, o.drained, pending)
+		cond := importReady(o, im.cluster, pending)
 		if err := writeImportStatus(ctx, m.dyn, m.importGVR(), si, clusters, cond); err != nil {
 			return fmt.Errorf("status of ServiceImport %s in %s: %w", key, m.name, err)
 		}

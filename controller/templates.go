@@ -32,7 +32,7 @@ type templates struct {
 	// missingMsg is logged once when the control plane serves none of versions.
 	missingMsg string
 	disco      discovery.DiscoveryInterface
-	dyn        dynamic.Interface
+	dynWatch   dynamic.Interface
 	enqueue    func(string)
 
 	mu  sync.Mutex
@@ -59,7 +59,7 @@ func (t *templates) run(ctx context.Context) {
 		gvr, ok := apis.Preferred(t.versions)
 		switch {
 		case ok && t.informer() == nil:
-			inf := mcs.Informer(t.dyn, gvr, nil)
+			inf := mcs.Informer(t.dynWatch, gvr, nil)
 			_, _ = inf.AddEventHandler(keyHandler(t.enqueue, func(o metav1.Object) string { return o.GetNamespace() + "/" + o.GetName() }))
 			t.mu.Lock()
 			t.inf, t.gvr = inf, gvr

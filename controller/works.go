@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/klog/v2"
 )
 
 // The Work applier: everything the controller writes into members goes through Karmada Works in
@@ -63,17 +64,17 @@ type workObject struct {
 	hash            string
 }
 
-// workName names a Work in karmada-es-<importer>: kind (svc, eps, si), the service and, for
-// slices, the source; hashed where it would be too long.
+// workName names a Work in karmada-es-<importer>: "mcs-", the kind (svc, eps, si, orphan) and
+// the service's name for people, then a hash of kind, namespace, name and source (for slices:
+// the exporter and its slice) that makes it unique: team-a/api and team/a-api get different
+// Works. (Until v0.x the name was mcs-<kind>-<ns>-<name>[-<hash of source>], which collided; such
+// Works are retired by applyWorks.)
 func workName(kind, ns, name, source string) string {
-	n := "mcs-" + kind + "-" + ns + "-" + name
-	if source != "" {
-		n += "-" + shortHash(source, 10)
+	readable := name
+	if len(readable) > 200 {
+		readable = readable[:200]
 	}
-	if len(n) > 253 {
-		n = n[:242] + "-" + shortHash(n, 10)
-	}
-	return n
+	return "mcs-" + kind + "-" + readable + "-" + shortHash(kind+"/"+ns+"/"+name+"/"+source, 16)
 }
 
 // newWork renders obj as the single manifest of a Work for cluster. overwrite lets Karmada take
@@ -185,9 +186,25 @@ func (c *Controller) applyWorks(ctx context.Context, ns, name string, desired []
 			return nil, err
 		}
 	}
+	objects := map[string]string{} // member object (cluster/kind/name) → the desired Work holding it
+	for _, w := range desired {
+		objects[objectOf(w.cluster, w.manifest)] = w.namespace + "/" + w.name
+	}
 	var wait time.Duration
 	for k, w := range existing {
 		if want[k] || w.DeletionTimestamp != nil || held(w) {
+			continue
+		}
+		if by, ok := objects[objectOf(clusterOfWork(w), manifestOf(w))]; ok {
+			// Another desired Work holds the same member object (this one has an earlier name):
+			// retired without touching the object, once Karmada has applied its successor.
+			if !applied[by] {
+				wait = max(wait, time.Second)
+				continue
+			}
+			if err := c.retireWork(ctx, w); err != nil {
+				return nil, err
+			}
 			continue
 		}
 		// Karmada's execution controller deletes a Work's object from the member only if its own
@@ -251,8 +268,45 @@ func (c *Controller) heldBy(o *observation) func(*workv1alpha1.Work) bool {
 		if o.unknown[clusterOfWork(w)] || heldSource(w) {
 			return true
 		}
-		return anySource && (w.Name == workName("svc", o.ns, o.name, "") || w.Name == workName("si", o.ns, o.name, ""))
+		return anySource && (kindOf(w) == "Service" || kindOf(w) == "ServiceImport")
 	}
+}
+
+// retireWork deletes a Work whose object another Work holds now, leaving the object in the
+// member: without Karmada's execution finalizer, Karmada deletes nothing of it. The delete is
+// conditional on the version without the finalizer (should Karmada add it back in between, the
+// next reconcile tries again).
+func (c *Controller) retireWork(ctx context.Context, w *workv1alpha1.Work) error {
+	works := c.karmada.WorkV1alpha1().Works(w.Namespace)
+	cur := w
+	if slices.Contains(w.Finalizers, executionFinalizer) {
+		out := w.DeepCopy()
+		out.Finalizers = slices.DeleteFunc(out.Finalizers, func(f string) bool { return f == executionFinalizer })
+		var err error
+		if cur, err = works.Update(ctx, out, metav1.UpdateOptions{}); err != nil {
+			return fmt.Errorf("retire Work %s/%s: %w", w.Namespace, w.Name, err)
+		}
+		workWrites.WithLabelValues("update").Inc()
+	}
+	err := works.Delete(ctx, w.Name, metav1.DeleteOptions{Preconditions: &metav1.Preconditions{UID: &w.UID, ResourceVersion: &cur.ResourceVersion}})
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		return fmt.Errorf("retire Work %s/%s: %w", w.Namespace, w.Name, err)
+	}
+	workWrites.WithLabelValues("delete").Inc()
+	klog.FromContext(ctx).V(1).Info("retired a Work another Work holds the object of", "work", w.Namespace+"/"+w.Name)
+	return nil
+}
+
+// objectOf names the member object a manifest describes: cluster/kind/name.
+func objectOf(cluster string, manifest map[string]any) string {
+	md, _ := manifest["metadata"].(map[string]any)
+	return fmt.Sprintf("%s/%v/%v", cluster, manifest["kind"], md["name"])
+}
+
+// kindOf is the kind of a Work's manifest.
+func kindOf(w *workv1alpha1.Work) string {
+	k, _ := manifestOf(w)["kind"].(string)
+	return k
 }
 
 // writeWork creates desired Work w of service ns/name, or updates cur to it.

@@ -6,13 +6,13 @@ import (
 	"flag"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/coredns-mcs/coredns-mcs/controller"
 )
@@ -32,9 +32,15 @@ func main() {
 		apiBurst      int
 		memberQPS     float64
 		memberBurst   int
+		memberTimeout time.Duration
+		secretNS      string
+		metricsSecure bool
+		metricsCerts  string
 	)
 	flag.StringVar(&kubecontext, "context", "", "context in --kubeconfig (its current context when empty)")
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (0 disables it)")
+	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint (0 disables it)")
+	flag.BoolVar(&metricsSecure, "metrics-secure", true, "serve metrics over HTTPS, each request authenticated and authorized by the Karmada apiserver (get on /metrics); false: plain HTTP, for a local lab only")
+	flag.StringVar(&metricsCerts, "metrics-cert-dir", "", "directory with tls.crt and tls.key for the metrics endpoint (a self-signed certificate when empty)")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader among replicas; only the leader writes")
 	flag.StringVar(&leaderNS, "leader-election-namespace", "karmada-system", "namespace of the leader election Lease on the Karmada control plane")
@@ -45,6 +51,8 @@ func main() {
 	flag.IntVar(&apiBurst, "kube-api-burst", 200, "burst of requests to the Karmada apiserver")
 	flag.Float64Var(&memberQPS, "member-api-qps", 50, "requests per second to each member's apiserver (client-side limit)")
 	flag.IntVar(&memberBurst, "member-api-burst", 100, "burst of requests to each member's apiserver")
+	flag.DurationVar(&memberTimeout, "member-request-timeout", 15*time.Second, "bound of each request to a member's apiserver (watches excepted): a member that hangs holds a worker no longer")
+	flag.StringVar(&secretNS, "cluster-secret-namespace", "karmada-cluster", "comma-separated namespaces on the Karmada control plane where Cluster credentials (secretRef) may be read; a Cluster pointing elsewhere is refused")
 	flag.StringVar(&derivedPrefix, "derived-prefix", "derived-", "prefix of derived Service names (Karmada's is derived-)")
 	// --kubeconfig (of the Karmada control plane; in-cluster credentials when empty) is
 	// controller-runtime's own flag.
@@ -67,7 +75,7 @@ func main() {
 	cfg.QPS, cfg.Burst = float32(apiQPS), apiBurst
 	lease := 15 * time.Second
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Metrics:                       metricsserver.Options{BindAddress: metricsAddr},
+		Metrics:                       controller.MetricsOptions(metricsAddr, metricsSecure, metricsCerts),
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "coredns-mcs-controller",
@@ -80,7 +88,8 @@ func main() {
 		os.Exit(1)
 	}
 	c, err := controller.New(cfg, controller.Options{DerivedPrefix: derivedPrefix, Workers: workers, MemberQPS: float32(memberQPS), MemberBurst: memberBurst,
-		MemberFailure: memberFailure, FailureGrace: failureGrace})
+		MemberFailure: memberFailure, FailureGrace: failureGrace, MemberTimeout: memberTimeout,
+		SecretNamespaces: strings.Split(secretNS, ",")})
 	if err != nil {
 		log.Error(err, "creating the controller")
 		os.Exit(1)

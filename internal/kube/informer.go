@@ -1,4 +1,3 @@
-// Package kube holds the small client-go helpers the DNS plugin and the controller share.
 package kube
 
 import (

@@ -40,7 +40,9 @@ func (e *Env) StartControllerWith(t testing.TB, kubeconfig string, extra ...stri
 	c.Metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics)
 	c.args = append([]string{
 		"--kubeconfig", kubeconfig, "--leader-elect=false",
-		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics),
+		// Plain HTTP: the tests read the metrics without a token (the secure default is tested in
+		// test/controlplane).
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics), "--metrics-secure=false",
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", c.probe),
 	}, extra...)
 	c.nbase = len(c.args) - len(extra)

@@ -3,14 +3,21 @@
 package controlplane_test
 
 import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/coredns-mcs/coredns-mcs/controller"
 )
@@ -90,7 +97,7 @@ func TestRestart(t *testing.T) {
 	}
 	cart := 0
 	for _, w := range now {
-		if strings.Contains(w, "-restart-cart") {
+		if strings.Contains(w, "-cart-") {
 			cart++
 		}
 	}
@@ -151,5 +158,152 @@ func TestUnsyncedMemberHoldsOnlyItsOwn(t *testing.T) {
 	unexport(t, m1, ns, "from1")
 	unexport(t, m2, ns, "from2")
 	// member9 is still unknown: Works it holds nothing of go.
+	expectNoWorks(t, ns)
+}
+
+// A member that accepts requests and never answers (frozen) holds a worker no longer than the
+// member request timeout: with more of its exports needing a status write than there are workers,
+// another member's export still flows. Thawed, everything converges.
+func TestHungMemberStallsNothingElse(t *testing.T) {
+	startController(t, controller.Options{Workers: 2, MemberTimeout: 2 * time.Second})
+	ns := namespace(t, "hung")
+	m1, m2 := members["member1"], members["member2"]
+	names := []string{"h0", "h1", "h2", "h3", "h4", "h5"}
+	for i, n := range names {
+		serve(t, m1, ns, n, false, 80, fmt.Sprintf("10.10.8.%d", i+1))
+		export(t, m1, ns, n)
+	}
+	for i, n := range names {
+		expectImported(t, m2, ns, n, fmt.Sprintf("10.10.8.%d", i+1))
+	}
+
+	m1.proxy.setFrozen(true)
+	t.Cleanup(func() { m1.proxy.setFrozen(false) })
+	// Conflicting exports from member2: every export of member1 needs a status write (Conflict),
+	// each of which hangs.
+	for i, n := range names {
+		serve(t, m2, ns, n, true, 80, fmt.Sprintf("10.12.8.%d", i+1))
+		export(t, m2, ns, n)
+	}
+	start := time.Now()
+	serve(t, m2, ns, "fresh", false, 80, "10.12.8.99")
+	export(t, m2, ns, "fresh")
+	expectImported(t, m2, ns, "fresh", "10.12.8.99")
+	t.Logf("member2's export imported %s after it was made, with member1 hanging", time.Since(start).Round(100*time.Millisecond))
+
+	m1.proxy.setFrozen(false)
+	for _, n := range names {
+		expectExportCondition(t, m1, ns, n, "Conflict", "True/TypeConflict")
+	}
+	for _, n := range names {
+		unexport(t, m1, ns, n)
+		unexport(t, m2, ns, n)
+	}
+	unexport(t, m2, ns, "fresh")
+	expectNoWorks(t, ns)
+}
+
+// A member that claims another member's cluster id (its ClusterProperty) has its exports
+// refused: no endpoints of it are merged into the other's, its export says why, the first
+// member's export is imported as before. An invalid id is refused the same way.
+func TestClusterIDConflictRefused(t *testing.T) {
+	ns := namespace(t, "dupid")
+	m1, m2 := members["member1"], members["member2"]
+	setClusterProperty(t, m2, "member1")
+	startController(t, controller.Options{})
+	serve(t, m1, ns, "db", true, 5432, "10.10.12.1")
+	serve(t, m2, ns, "db", true, 5432, "10.12.12.1")
+	export(t, m1, ns, "db")
+	export(t, m2, ns, "db")
+	expectExportCondition(t, m2, ns, "db", "Valid", "False/ClusterIDConflict")
+	expectExportCondition(t, m1, ns, "db", "Valid", "True/Valid")
+	expectImported(t, m1, ns, "db", "10.10.12.1")
+	time.Sleep(time.Second)
+	expectImported(t, m1, ns, "db", "10.10.12.1") // and never member2's
+	eventually(t, 30*time.Second, "a Warning event on member2's Cluster", func() error {
+		evs, err := karmada.kube.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=member2,reason=ClusterIDConflict"})
+		if err != nil || len(evs.Items) == 0 {
+			return fmt.Errorf("no event (%v)", err)
+		}
+		if !strings.Contains(evs.Items[0].Message, "member1") {
+			return fmt.Errorf("event %q does not name member1", evs.Items[0].Message)
+		}
+		return nil
+	})
+
+	setClusterProperty(t, m2, "Not_A_Label")
+	expectExportCondition(t, m2, ns, "db", "Valid", "False/InvalidClusterID")
+
+	deleteClusterProperty(t, m2)
+	expectExportCondition(t, m2, ns, "db", "Valid", "True/Valid")
+	expectImported(t, m1, ns, "db", "10.10.12.1", "10.12.12.1")
+	unexport(t, m1, ns, "db")
+	unexport(t, m2, ns, "db")
+	expectNoWorks(t, ns)
+}
+
+var clusterPropertyGVR = schema.GroupVersionResource{Group: "about.k8s.io", Version: "v1alpha1", Resource: "clusterproperties"}
+
+func setClusterProperty(t *testing.T, c *cluster, value string) {
+	t.Helper()
+	ri := c.dyn.Resource(clusterPropertyGVR)
+	cur, err := ri.Get(ctx, "cluster.clusterset.k8s.io", metav1.GetOptions{})
+	if err == nil {
+		_ = unstructured.SetNestedField(cur.Object, value, "spec", "value")
+		_, err = ri.Update(ctx, cur, metav1.UpdateOptions{})
+	} else {
+		_, err = ri.Create(ctx, &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "about.k8s.io/v1alpha1", "kind": "ClusterProperty",
+			"metadata": map[string]any{"name": "cluster.clusterset.k8s.io"}, "spec": map[string]any{"value": value}}}, metav1.CreateOptions{})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteClusterProperty(t, c) })
+}
+
+func deleteClusterProperty(t *testing.T, c *cluster) {
+	_ = c.dyn.Resource(clusterPropertyGVR).Delete(ctx, "cluster.clusterset.k8s.io", metav1.DeleteOptions{})
+}
+
+// A Cluster whose secretRef points outside the namespaces credentials are read from is refused:
+// the Secret is not read, its token never sent (a loopback server records every request), a
+// Warning event says why, and the other members are unaffected.
+func TestSecretRefOutsideRefused(t *testing.T) {
+	var requests atomic.Int32
+	trap := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		requests.Add(1)
+		w.WriteHeader(http.StatusUnauthorized)
+	}))
+	defer trap.Close()
+	secret := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "someone-elses"},
+		Data: map[string][]byte{"token": []byte("a-token-that-must-stay-here")}}
+	if _, err := karmada.kube.CoreV1().Secrets("default").Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	evil := &clusterv1alpha1.Cluster{ObjectMeta: metav1.ObjectMeta{Name: "evil"}, Spec: clusterv1alpha1.ClusterSpec{
+		SyncMode: clusterv1alpha1.Push, APIEndpoint: trap.URL, InsecureSkipTLSVerification: true,
+		SecretRef: &clusterv1alpha1.LocalSecretReference{Namespace: "default", Name: "someone-elses"}}}
+	if _, err := karmadaAPI.ClusterV1alpha1().Clusters().Create(ctx, evil, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = karmadaAPI.ClusterV1alpha1().Clusters().Delete(ctx, "evil", metav1.DeleteOptions{}) })
+
+	startControllerUnsynced(t, controller.Options{})
+	eventually(t, 30*time.Second, "a Warning event SecretRefNotAllowed on Cluster evil", func() error {
+		evs, err := karmada.kube.CoreV1().Events("").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=evil,reason=SecretRefNotAllowed"})
+		if err != nil || len(evs.Items) == 0 {
+			return fmt.Errorf("no event (%v)", err)
+		}
+		return nil
+	})
+	ns := namespace(t, "secretref")
+	serve(t, members["member1"], ns, "web", false, 80, "10.10.13.1")
+	export(t, members["member1"], ns, "web")
+	expectImported(t, members["member2"], ns, "web", "10.10.13.1")
+	if n := requests.Load(); n != 0 {
+		t.Errorf("%d requests reached the Cluster's apiEndpoint", n)
+	}
+	unexport(t, members["member1"], ns, "web")
 	expectNoWorks(t, ns)
 }

@@ -13,7 +13,6 @@ package controlplane_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"os"
@@ -51,12 +50,15 @@ type cluster struct {
 	proxy *proxy
 }
 
-// proxy forwards TCP connections to an apiserver until cut.
+// proxy forwards TCP connections to an apiserver until cut (connections closed, new ones
+// refused) or frozen (bytes held: a request is accepted and never answered, as from an
+// apiserver stopped with SIGSTOP).
 type proxy struct {
 	ln     net.Listener
 	target string
 	mu     sync.Mutex
 	cut    bool
+	frozen bool
 	conns  map[net.Conn]bool
 }
 
@@ -93,9 +95,41 @@ func (p *proxy) serve(c net.Conn) {
 	}
 	p.conns[c], p.conns[up] = true, true
 	p.mu.Unlock()
-	go func() { _, _ = io.Copy(up, c); up.Close() }()
-	_, _ = io.Copy(c, up)
-	c.Close()
+	go p.pipe(up, c)
+	p.pipe(c, up)
+}
+
+// pipe copies src to dst, holding what it read while the proxy is frozen.
+func (p *proxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for n > 0 && p.isFrozen() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *proxy) isFrozen() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.frozen && !p.cut
+}
+
+// setFrozen freezes or thaws the member.
+func (p *proxy) setFrozen(frozen bool) {
+	p.mu.Lock()
+	p.frozen = frozen
+	p.mu.Unlock()
 }
 
 // setCut cuts the member off (every connection closed, new ones refused) or reconnects it.
@@ -151,7 +185,7 @@ func run(m *testing.M) (int, error) {
 	repo, _ := filepath.Abs("../..")
 	tokens := filepath.Join(os.TempDir(), fmt.Sprintf("cmcs-tokens-%d.csv", os.Getpid()))
 	// The controller reaches members as Karmada does: a bearer token from the Cluster's secret.
-	if err := os.WriteFile(tokens, []byte(memberToken+`,karmada,karmada,"system:masters"`+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte(memberToken+`,karmada,karmada,"system:masters"`+"\n"+nobodyToken+",nobody,nobody\n"), 0o600); err != nil {
 		return 1, err
 	}
 	defer os.Remove(tokens)
@@ -183,7 +217,7 @@ func run(m *testing.M) (int, error) {
 	karmada, err = start("karmada", []string{
 		filepath.Join(karmadaCRDs, "bases", "work"), filepath.Join(karmadaCRDs, "bases", "multicluster"),
 		filepath.Join(repo, "test", "controlplane", "testdata"),
-	}, false)
+	}, true)
 	if err != nil {
 		return 1, err
 	}
@@ -205,7 +239,12 @@ func run(m *testing.M) (int, error) {
 	return m.Run(), nil
 }
 
-const memberToken = "cmcs-tier-token"
+// memberToken is an administrator's on every control plane; nobodyToken authenticates a user
+// with no permission.
+const (
+	memberToken = "cmcs-tier-token"
+	nobodyToken = "cmcs-tier-nobody"
+)
 
 // join registers a member with the "Karmada" control plane as karmadactl join would: its
 // execution namespace, a Secret with its token and CA, and a Push-mode Cluster.
@@ -260,8 +299,13 @@ func startControllerUnsynced(t *testing.T, opts controller.Options) (stop func()
 
 func runController(t *testing.T, opts controller.Options) (*controller.Controller, func()) {
 	t.Helper()
+	return runControllerWith(t, opts, metricsserver.Options{BindAddress: "0"})
+}
+
+func runControllerWith(t *testing.T, opts controller.Options, metrics metricsserver.Options) (*controller.Controller, func()) {
+	t.Helper()
 	mgr, err := ctrl.NewManager(karmada.cfg, ctrl.Options{
-		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0", LeaderElection: false,
+		Metrics: metrics, HealthProbeBindAddress: "0", LeaderElection: false,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -4,19 +4,24 @@ package controlplane_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
+	workv1alpha1 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/coredns-mcs/coredns-mcs/controller"
@@ -238,6 +243,33 @@ func TestSeedFlow(t *testing.T) {
 	if _, err := m2.kube.CoreV1().Services(ns).Get(ctx, "derived-serve", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("derived-serve still in member2 after the export went: %v", err)
 	}
+
+	// The reconcilers are controller-runtime's: its standard metrics count them, beside ours.
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && (f.GetName() == "controller_runtime_reconcile_total" || f.GetName() == "workqueue_adds_total") {
+					counts[f.GetName()+"/"+l.GetValue()] += m.GetCounter().GetValue()
+				}
+			}
+		}
+		if f.GetName() == "coredns_mcs_controller_reconciles_total" {
+			for _, m := range f.GetMetric() {
+				counts[f.GetName()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	for _, k := range []string{"controller_runtime_reconcile_total/mcs-service", "controller_runtime_reconcile_total/mcs-cluster",
+		"coredns_mcs_controller_reconciles_total"} {
+		if counts[k] == 0 {
+			t.Errorf("%s: 0 reconciles counted (%v)", k, counts)
+		}
+	}
 }
 
 // Without a template, every member with the namespace imports automatically and gets its
@@ -287,6 +319,19 @@ func TestConflicts(t *testing.T) {
 	export(t, m2, ns, "db")
 	for _, c := range []*cluster{m1, m2} {
 		expectExportCondition(t, c, ns, "db", "Conflict", "True/TypeConflict")
+		// The user who must act is told where they look: a Warning event on their export.
+		eventually(t, 30*time.Second, c.name+": a Warning event TypeConflict on ServiceExport db", func() error {
+			evs, err := c.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=db,involvedObject.kind=ServiceExport"})
+			if err != nil {
+				return err
+			}
+			for _, e := range evs.Items {
+				if e.Type == corev1.EventTypeWarning && e.Reason == "TypeConflict" {
+					return nil
+				}
+			}
+			return fmt.Errorf("%d events, none a Warning TypeConflict", len(evs.Items))
+		})
 	}
 	// Both exports' endpoints are imported; the type is the oldest's (ClusterSetIP).
 	expectImported(t, m2, ns, "db", "10.10.2.5", "10.12.2.5")
@@ -338,4 +383,145 @@ func TestHeadless(t *testing.T) {
 	})
 	unexport(t, m1, ns, "web")
 	expectNoWorks(t, ns)
+}
+
+// Services whose Works had one name under the earlier naming (mcs-<kind>-<ns>-<name>) are both
+// imported.
+func TestWorkNamesDoNotCollide(t *testing.T) {
+	startController(t, controller.Options{})
+	a, b := namespace(t, "team-a"), namespace(t, "team")
+	m1, m2 := members["member1"], members["member2"]
+	serve(t, m1, a, "api", false, 80, "10.10.9.1")
+	export(t, m1, a, "api")
+	serve(t, m1, b, "a-api", false, 80, "10.10.9.2")
+	export(t, m1, b, "a-api")
+	expectImported(t, m2, a, "api", "10.10.9.1")
+	expectImported(t, m2, b, "a-api", "10.10.9.2")
+	expectExportCondition(t, m1, a, "api", "Ready", "True/Exported")
+	expectExportCondition(t, m1, b, "a-api", "Ready", "True/Exported")
+	unexport(t, m1, a, "api")
+	unexport(t, m1, b, "a-api")
+	expectNoWorks(t, a)
+	expectNoWorks(t, b)
+}
+
+// Works written under the earlier naming are retired when the controller takes over: their
+// objects stay (the derived Service keeps its UID and ClusterIP), the old Works go, nothing is
+// left twice.
+func TestOldWorkNamesRetired(t *testing.T) {
+	ns := namespace(t, "upgrade")
+	m1, m2 := members["member1"], members["member2"]
+	serve(t, m1, ns, "legacy", false, 80, "10.10.10.1")
+	// What the previous version wrote for member1's export of legacy, imported by member2 (the
+	// user's ServiceImport there): a derived Service Work and a slice Work, old names.
+	si := &unstructured.Unstructured{Object: map[string]any{"apiVersion": siGVR.GroupVersion().String(), "kind": "ServiceImport",
+		"metadata": map[string]any{"namespace": ns, "name": "legacy"},
+		"spec":     map[string]any{"type": "ClusterSetIP", "ports": []any{map[string]any{"port": int64(80), "protocol": "TCP"}}}}}
+	if _, err := m2.dyn.Resource(siGVR).Namespace(ns).Create(ctx, si, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	svc := map[string]any{"apiVersion": "v1", "kind": "Service", "metadata": map[string]any{"name": "derived-legacy", "namespace": ns,
+		"labels":      map[string]any{"app.kubernetes.io/managed-by": controller.ManagedBy, mcs.LabelServiceName: "legacy", "karmada.io/managed": "true"},
+		"annotations": map[string]any{"work.karmada.io/conflict-resolution": "overwrite"}},
+		"spec": map[string]any{"type": "ClusterIP", "ports": []any{map[string]any{"name": "http", "port": int64(80), "protocol": "TCP"}}}}
+	oldWork(t, "member2", "mcs-svc-"+ns+"-legacy", ns, "legacy", "", svc)
+	expectDerived(t, m2, ns, "derived-legacy")
+	before, err := m2.kube.CoreV1().Services(ns).Get(ctx, "derived-legacy", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	startController(t, controller.Options{})
+	export(t, m1, ns, "legacy")
+	expectImported(t, m2, ns, "legacy", "10.10.10.1")
+	eventually(t, 30*time.Second, "the old Work retired", func() error {
+		names, err := ourWorks(ns)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			if n == "karmada-es-member2/mcs-svc-"+ns+"-legacy" {
+				return fmt.Errorf("still there: %v", names)
+			}
+		}
+		return nil
+	})
+	after, err := m2.kube.CoreV1().Services(ns).Get(ctx, "derived-legacy", metav1.GetOptions{})
+	if err != nil || after.UID != before.UID || after.Spec.ClusterIP != before.Spec.ClusterIP {
+		t.Fatalf("derived-legacy after the upgrade: %v (UID %s → %s, ClusterIP %s → %s)", err, before.UID, after.UID, before.Spec.ClusterIP, after.Spec.ClusterIP)
+	}
+	// It stays: a moment later too (the retired Work took nothing with it).
+	time.Sleep(time.Second)
+	if _, err := m2.kube.CoreV1().Services(ns).Get(ctx, "derived-legacy", metav1.GetOptions{}); err != nil {
+		t.Fatalf("derived-legacy gone after the old Work was retired: %v", err)
+	}
+	unexport(t, m1, ns, "legacy")
+	expectNoWorks(t, ns)
+}
+
+// oldWork writes a Work as the previous version did: our labels, the execution finalizer, one
+// manifest.
+func oldWork(t *testing.T, cluster, name, ns, svc, source string, manifest map[string]any) {
+	t.Helper()
+	raw, err := json.Marshal(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &workv1alpha1.Work{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "karmada-es-" + cluster, Name: name,
+			Labels: map[string]string{"app.kubernetes.io/managed-by": controller.ManagedBy,
+				"mcs.coredns-mcs.io/service-namespace": ns, "mcs.coredns-mcs.io/service-name": svc},
+			Annotations: map[string]string{"mcs.coredns-mcs.io/manifest-hash": "from-the-previous-version"},
+			Finalizers:  []string{executionFinalizer}},
+		Spec: workv1alpha1.WorkSpec{Workload: workv1alpha1.WorkloadTemplate{
+			Manifests: []workv1alpha1.Manifest{{RawExtension: runtime.RawExtension{Raw: raw}}}}},
+	}
+	if source != "" {
+		w.Labels["mcs.coredns-mcs.io/source-cluster"] = source
+	}
+	if _, err := karmadaAPI.WorkV1alpha1().Works(w.Namespace).Create(ctx, w, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A Service of the derived name that the controller did not write is never overwritten nor
+// deleted: that member does not import, the export says why, the others import.
+func TestDerivedServiceNotTakenOver(t *testing.T) {
+	startController(t, controller.Options{})
+	ns := namespace(t, "taken")
+	m1, m2 := members["member1"], members["member2"]
+	mine := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "derived-x", Labels: map[string]string{"owner": "me"}},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "mine"}, Ports: []corev1.ServicePort{{Port: 9999}}}}
+	mine, err := m2.kube.CoreV1().Services(ns).Create(ctx, mine, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	serve(t, m1, ns, "x", false, 80, "10.10.11.1")
+	export(t, m1, ns, "x")
+	expectImported(t, m1, ns, "x", "10.10.11.1") // member1 imports automatically
+	expectExportCondition(t, m1, ns, "x", "Ready", "False/DerivedServiceTaken")
+	if got := exportMessage(m1, ns, "x", "Ready"); !strings.Contains(got, "member2") || !strings.Contains(got, "derived-x") {
+		t.Errorf("Ready message %q: want it to name member2 and derived-x", got)
+	}
+	if ips, _ := importedIPs(m2, ns, "x"); len(ips) > 0 {
+		t.Errorf("member2 imports %v beside the user's derived-x", ips)
+	}
+	unexport(t, m1, ns, "x")
+	expectNoWorks(t, ns)
+	after, err := m2.kube.CoreV1().Services(ns).Get(ctx, "derived-x", metav1.GetOptions{})
+	if err != nil || after.UID != mine.UID || after.Spec.Selector["app"] != "mine" || after.Labels["app.kubernetes.io/managed-by"] != "" {
+		t.Fatalf("the user's derived-x after the export came and went: %v %+v", err, after)
+	}
+}
+
+// exportMessage reads a condition's message of the ServiceExport ns/name in c.
+func exportMessage(c *cluster, ns, name, typ string) string {
+	u, err := c.dyn.Resource(seGVR).Namespace(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	if cond := meta.FindStatusCondition(mcs.ExportFrom(u).Status.Conditions, typ); cond != nil {
+		return cond.Message
+	}
+	return ""
 }
