@@ -50,7 +50,8 @@ type member struct {
 	apiMissing atomic.Bool
 	cancelMCS  context.CancelFunc
 
-	cancel context.CancelFunc
+	cancel    context.CancelFunc
+	startedAt time.Time
 }
 
 // followClusterID, readClusterID, clusterID: see clusterid.go.
@@ -136,7 +137,7 @@ func keyHandler(enqueue func(string), key func(metav1.Object) string) cache.Reso
 // onSynced is called once the caches are synced.
 func (m *member) start(parent context.Context, enqueue func(string), onSynced func()) {
 	ctx, cancel := context.WithCancel(parent)
-	m.cancel = cancel
+	m.cancel, m.startedAt = cancel, time.Now()
 	go m.services.RunWithContext(ctx)
 	go m.slices.RunWithContext(ctx)
 	go m.namespaces.RunWithContext(ctx)
