@@ -14,8 +14,25 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
 )
+
+func svcUID(s *corev1.Service) string {
+	if s == nil {
+		return ""
+	}
+	return string(s.UID)
+}
+
+func svcIP(s *corev1.Service) string {
+	if s == nil {
+		return ""
+	}
+	return s.Spec.ClusterIP
+}
 
 // TestBadMemberIsolated: a third Cluster joined to Karmada with a garbage token and an endpoint
 // that answers nothing. The flow between member1 and member2 converges as before, and the bad
@@ -156,4 +173,72 @@ func TestFrozenMemberStallsNothingElse(t *testing.T) {
 		return nil
 	})
 	expectConditions(t, clusterset.Member1, ns1, "echo", map[string]string{"Valid": "True/Valid", "Ready": "True/Exported"})
+}
+
+// TestOldWorkNamesRetiredOnKarmada: a derived Service written by a Work of the earlier naming
+// (mcs-svc-<ns>-<svc>, as the previous version wrote it) keeps its UID and ClusterIP when this
+// controller takes over, and the old Work goes: with Karmada v1.16's real execution controller.
+func TestOldWorkNamesRetiredOnKarmada(t *testing.T) {
+	env.PropagateMCSCRDs(t)
+	ns := uniqueNS("oldnames")
+	memberNamespace(t, ns, "derived-echo")
+	importEcho(t, ns)
+	old := "mcs-svc-" + ns + "-echo"
+	env.KubectlT(t, clusterset.Karmada, fmt.Sprintf(`apiVersion: work.karmada.io/v1alpha1
+kind: Work
+metadata:
+  name: %[2]s
+  namespace: karmada-es-member2
+  labels: {app.kubernetes.io/managed-by: mcs-controller.coredns-mcs.io, mcs.coredns-mcs.io/service-namespace: %[1]s, mcs.coredns-mcs.io/service-name: echo}
+  annotations: {mcs.coredns-mcs.io/manifest-hash: from-the-previous-version}
+  finalizers: [karmada.io/execution-controller]
+spec:
+  workload:
+    manifests:
+    - apiVersion: v1
+      kind: Service
+      metadata:
+        name: derived-echo
+        namespace: %[1]s
+        labels: {app.kubernetes.io/managed-by: mcs-controller.coredns-mcs.io, multicluster.kubernetes.io/service-name: echo, karmada.io/managed: "true"}
+        annotations: {work.karmada.io/conflict-resolution: overwrite}
+      spec: {type: ClusterIP, ports: [{name: http, port: 8080, protocol: TCP}]}
+`, ns, old), "apply", "-f", "-")
+	m2 := env.Client(t, clusterset.Member2)
+	var uid, ip string
+	clusterset.Eventually(t, 90*time.Second, "Karmada applies the old Work's derived-echo", func() error {
+		svc, err := m2.CoreV1().Services(ns).Get(context.Background(), "derived-echo", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		uid, ip = string(svc.UID), svc.Spec.ClusterIP
+		return nil
+	})
+	env.StartController(t)
+	echoIn(t, clusterset.Member1, ns, "10.10.6.20", 8080)
+	clusterset.Eventually(t, 90*time.Second, "member1's echo in member2 and the old Work gone", func() error {
+		ips, _, err := readyIPs(context.Background(), m2, ns, "kubernetes.io/service-name=derived-echo")
+		if err != nil {
+			return err
+		}
+		if !slices.Equal(ips, []string{"10.10.6.20"}) {
+			return fmt.Errorf("endpoints %v", ips)
+		}
+		if out, _ := env.Run(clusterset.Karmada, "", "-n", "karmada-es-member2", "get", "work", old, "--ignore-not-found", "-o", "name"); strings.TrimSpace(out) != "" {
+			return fmt.Errorf("old Work %s still there", old)
+		}
+		return nil
+	})
+	time.Sleep(5 * time.Second) // Karmada has had time to act on the deleted Work
+	svc, err := m2.CoreV1().Services(ns).Get(context.Background(), "derived-echo", metav1.GetOptions{})
+	if err != nil || string(svc.UID) != uid || svc.Spec.ClusterIP != ip {
+		t.Fatalf("derived-echo after the old Work was retired: %v (UID %s → %v, ClusterIP %s → %v)", err, uid, svcUID(svc), ip, svcIP(svc))
+	}
+	// The export going takes derived-echo with it through the new Work (while the controller,
+	// started after memberNamespace and so stopped before its cleanup, still runs).
+	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+		env.Run(c, "", "-n", ns, "delete", "serviceexports.v1alpha1.multicluster.x-k8s.io,serviceimports.v1alpha1.multicluster.x-k8s.io", "--all")
+	}
+	expectGoneWithin(t, 90*time.Second, m2, ns, "derived-echo")
+	expectNoWorks(t, "mcs.coredns-mcs.io/service-namespace="+ns)
 }
