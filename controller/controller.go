@@ -97,6 +97,7 @@ type Controller struct {
 	syncMu     sync.Mutex
 	syncedNow  map[string]bool   // whether each Push member's caches were synced at the last look
 	refusedNow map[string]string // why each member's exports are refused for its cluster id ("" if not)
+	warned     map[string]string // Warning events recorded on ServiceImports: key → message
 
 	ctx     context.Context
 	started atomic.Bool
@@ -140,6 +141,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		drainedNow: map[string]bool{},
 		syncedNow:  map[string]bool{},
 		refusedNow: map[string]string{},
+		warned:     map[string]string{},
 	}
 	c.importTemplates = &templates{kind: "ServiceImport", versions: mcs.ImportVersions, disco: kube.Discovery(), dynWatch: dynWatch, enqueue: c.enqueue,
 		missingMsg: "the Karmada control plane does not serve the ServiceImport API; every export is imported automatically until it does"}

@@ -103,11 +103,28 @@ func (c *Controller) writeImportStatuses(ctx context.Context, o *observation, pe
 			continue // ours, not applied by Karmada yet
 		}
 		cond := importReady(o, im.cluster, pending)
+		if im.taken {
+			// The user must act (rename or delete their Service): told on their import too.
+			c.warnOnce(m, si, string(ReasonDerivedServiceTaken), cond.Message)
+		}
 		if err := writeImportStatus(ctx, m.dyn, m.importGVR(), si, clusters, cond); err != nil {
 			return fmt.Errorf("status of ServiceImport %s in %s: %w", key, m.name, err)
 		}
 	}
 	return nil
+}
+
+// warnOnce records a Warning event on obj in member m, once per message (this process's memory:
+// a v1alpha1 ServiceImport has no condition to compare with).
+func (c *Controller) warnOnce(m *member, obj *mcsv1beta1.ServiceImport, reason, msg string) {
+	key := m.name + "/" + obj.Namespace + "/" + obj.Name + "/" + reason
+	c.syncMu.Lock()
+	seen := c.warned[key] == msg
+	c.warned[key] = msg
+	c.syncMu.Unlock()
+	if !seen && m.recorder != nil {
+		m.recorder.Event(obj, corev1.EventTypeWarning, reason, msg)
+	}
 }
 
 // writeImportStatus sets status.clusters and the Ready condition on a member's ServiceImport,

@@ -496,9 +496,16 @@ func TestDerivedServiceNotTakenOver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// member2 imports x through its own ServiceImport (member1 automatically).
+	si := &unstructured.Unstructured{Object: map[string]any{"apiVersion": siGVR.GroupVersion().String(), "kind": "ServiceImport",
+		"metadata": map[string]any{"namespace": ns, "name": "x"},
+		"spec":     map[string]any{"type": "ClusterSetIP", "ports": []any{map[string]any{"port": int64(80), "protocol": "TCP"}}}}}
+	if _, err := m2.dyn.Resource(siGVR).Namespace(ns).Create(ctx, si, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	serve(t, m1, ns, "x", false, 80, "10.10.11.1")
 	export(t, m1, ns, "x")
-	expectImported(t, m1, ns, "x", "10.10.11.1") // member1 imports automatically
+	expectImported(t, m1, ns, "x", "10.10.11.1")
 	expectExportCondition(t, m1, ns, "x", "Ready", "False/DerivedServiceTaken")
 	if got := exportMessage(m1, ns, "x", "Ready"); !strings.Contains(got, "member2") || !strings.Contains(got, "derived-x") {
 		t.Errorf("Ready message %q: want it to name member2 and derived-x", got)
@@ -506,6 +513,22 @@ func TestDerivedServiceNotTakenOver(t *testing.T) {
 	if ips, _ := importedIPs(m2, ns, "x"); len(ips) > 0 {
 		t.Errorf("member2 imports %v beside the user's derived-x", ips)
 	}
+	// The user's ServiceImport in member2 says why, and a Warning event on it too.
+	eventually(t, 30*time.Second, "member2's ServiceImport x: Ready=False naming derived-x, and a Warning event", func() error {
+		u, err := m2.dyn.Resource(siGVR).Namespace(ns).Get(ctx, "x", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		cond := meta.FindStatusCondition(mcs.ImportFrom(u).Status.Conditions, "Ready")
+		if cond == nil || cond.Status != metav1.ConditionFalse || !strings.Contains(cond.Message, "derived-x") {
+			return fmt.Errorf("Ready %+v", cond)
+		}
+		evs, err := m2.kube.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=x,involvedObject.kind=ServiceImport,reason=DerivedServiceTaken"})
+		if err != nil || len(evs.Items) == 0 {
+			return fmt.Errorf("no Warning event on the ServiceImport (%v)", err)
+		}
+		return nil
+	})
 	unexport(t, m1, ns, "x")
 	expectNoWorks(t, ns)
 	after, err := m2.kube.CoreV1().Services(ns).Get(ctx, "derived-x", metav1.GetOptions{})
