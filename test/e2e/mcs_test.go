@@ -719,6 +719,10 @@ spec: {type: Headless, ports: [{name: web, port: 80, protocol: TCP}]}
 		if err != nil || len(ips) != 3 {
 			return fmt.Errorf("member2 lists %v (err=%v)", ips, err)
 		}
+		// Karmada applies the Works in no set order: the slices may come before the Service.
+		if _, err := m2.CoreV1().Services(ns).Get(ctx, "derived-web", metav1.GetOptions{}); err != nil {
+			return fmt.Errorf("derived-web: %v", err)
+		}
 		return nil
 	})
 	derived, err := m2.CoreV1().Services(ns).Get(ctx, "derived-web", metav1.GetOptions{})
