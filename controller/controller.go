@@ -77,6 +77,8 @@ type Controller struct {
 	karmada  karmadaclient.Interface
 	dyn      dynamic.Interface
 	recorder record.EventRecorder
+	// status writes the ServiceExport templates' status off the workers.
+	status *statusWriter
 
 	services workqueue.TypedRateLimitingInterface[reconcile.Request]
 	clusters workqueue.TypedRateLimitingInterface[reconcile.Request]
@@ -133,6 +135,7 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	}
 	c := &Controller{
 		opts: opts, kube: kube, karmada: karmada, dyn: dyn,
+		status:     newStatusWriter("karmada"),
 		services:   newQueue("mcs-service"),
 		clusters:   newQueue("mcs-cluster"),
 		members:    map[string]*member{},
@@ -273,6 +276,7 @@ func (c *Controller) NeedLeaderElection() bool { return true }
 func (c *Controller) Start(ctx context.Context) error {
 	logger := klog.FromContext(ctx)
 	c.ctx = ctx
+	go c.status.run(ctx)
 	go c.works.RunWithContext(ctx)
 	go c.clusterInf.RunWithContext(ctx)
 	go c.importTemplates.run(ctx)

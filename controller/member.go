@@ -39,6 +39,8 @@ type member struct {
 	// recorder records events on the member's ServiceExports (what its users read).
 	recorder   record.EventRecorder
 	stopEvents func()
+	// status writes the member's ServiceExport and ServiceImport status off the workers.
+	status *statusWriter
 
 	services, slices, namespaces cache.SharedIndexInformer
 
@@ -80,7 +82,7 @@ func newMember(name string, cfg *rest.Config, timeout time.Duration, fp string, 
 	if err != nil {
 		return nil, err
 	}
-	m := &member{name: name, id: name, fingerprint: fp, kube: kb, dyn: dyn, dynWatch: dynWatch}
+	m := &member{name: name, id: name, fingerprint: fp, kube: kb, dyn: dyn, dynWatch: dynWatch, status: newStatusWriter(name)}
 	m.recorder, m.stopEvents = recorderFor(kb)
 	m.services = kube.Informer[*corev1.ServiceList](kc.CoreV1().Services(metav1.NamespaceAll), "", &corev1.Service{}, cache.Indexers{})
 	m.slices = kube.Informer[*discoveryv1.EndpointSliceList](kc.DiscoveryV1().EndpointSlices(metav1.NamespaceAll),
@@ -138,6 +140,7 @@ func keyHandler(enqueue func(string), key func(metav1.Object) string) cache.Reso
 func (m *member) start(parent context.Context, enqueue func(string), onSynced func()) {
 	ctx, cancel := context.WithCancel(parent)
 	m.cancel, m.startedAt = cancel, time.Now()
+	go m.status.run(ctx)
 	go m.services.RunWithContext(ctx)
 	go m.slices.RunWithContext(ctx)
 	go m.namespaces.RunWithContext(ctx)

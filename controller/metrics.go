@@ -23,6 +23,14 @@ var (
 		Name: "coredns_mcs_controller_status_writes_total",
 		Help: "ServiceExport status updates written (members and the Karmada control plane).",
 	})
+	statusWriteErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coredns_mcs_controller_status_write_errors_total",
+		Help: "Status writes that failed (and are retried), by cluster (a member's name, or karmada for the control plane).",
+	}, []string{"cluster"})
+	statusPending = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "coredns_mcs_controller_status_pending",
+		Help: "Objects whose status waits to be written, by cluster: it grows while a cluster does not answer (its writes wait off the reconcile workers).",
+	}, []string{"cluster"})
 	memberGauge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "coredns_mcs_controller_members",
 		Help: "Push-mode member clusters the controller watches.",
@@ -38,5 +46,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, memberGauge, syncedGauge, drainedGauge)
+	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, statusWriteErrors, statusPending, memberGauge, syncedGauge, drainedGauge)
 }

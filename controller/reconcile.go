@@ -8,7 +8,7 @@ import (
 
 // reconcile brings one service (namespace/name) in line: observe it from the caches, compute the
 // desired Works, apply the difference through Karmada, and write the ServiceExport and
-// ServiceImport status. It is level-triggered: it never depends on which event woke it. It
+// ServiceImport status (handed to the status writers). It is level-triggered: it never depends on which event woke it. It
 // returns when to look again (0: on the next event).
 func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, error) {
 	ns, name, _ := strings.Cut(key, "/")
@@ -44,12 +44,10 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 
 	pending := pendingClusters(o, desired, applied)
 	perMember, template := exportConditions(o, pending)
-	if err := c.writeExportStatuses(ctx, o, perMember, template); err != nil {
-		return 0, err
-	}
-	if err := c.writeImportStatuses(ctx, o, pending); err != nil {
-		return 0, err
-	}
+	// Status is written off the workers (statusWriter): a member that hangs a write holds
+	// nothing here.
+	c.writeExportStatuses(o, perMember, template)
+	c.writeImportStatuses(o, pending)
 	if len(pending) > 0 {
 		return 2 * time.Second, nil // Work status events requeue sooner; this is a safety net
 	}

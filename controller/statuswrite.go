@@ -51,42 +51,49 @@ func sameCondition(a, b metav1.Condition) bool {
 	return a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message && a.ObservedGeneration == b.ObservedGeneration
 }
 
-// writeExportStatuses writes every member's export conditions and their merge on the template
-// on the Karmada control plane (where the user applied it, as in the seed), if there is one. A
-// member's export that turns invalid or conflicting gets a Warning event: the user must act.
-func (c *Controller) writeExportStatuses(ctx context.Context, o *observation, perMember map[string][]metav1.Condition, template []metav1.Condition) error {
+// writeExportStatuses hands every member's export conditions, and their merge on the template on
+// the Karmada control plane (where the user applied it, as in the seed) if there is one, to the
+// status writers (see statusWriter). A member's export that turns invalid or conflicting gets a
+// Warning event once written: the user must act.
+func (c *Controller) writeExportStatuses(o *observation, perMember map[string][]metav1.Condition, template []metav1.Condition) {
 	key := o.ns + "/" + o.name
 	for _, st := range o.states {
-		gvr, _, _ := st.m.mcsInformers()
-		changed, err := writeExportStatus(ctx, st.m.dyn, gvr, st.obj, perMember[st.m.name])
-		if err != nil {
-			return fmt.Errorf("status of ServiceExport %s in %s: %w", key, st.m.name, err)
-		}
-		for _, cond := range changed {
-			if warn := cond.Type == string(mcsv1beta1.ServiceExportConditionValid) && cond.Status == metav1.ConditionFalse ||
-				cond.Type == string(mcsv1beta1.ServiceExportConditionConflict) && cond.Status == metav1.ConditionTrue ||
-				cond.Reason == string(ReasonDerivedServiceTaken); warn && st.m.recorder != nil {
-				st.m.recorder.Event(st.obj, corev1.EventTypeWarning, cond.Reason, cond.Message)
+		m, se, conds := st.m, st.obj, perMember[st.m.name]
+		gvr, _, _ := m.mcsInformers()
+		m.status.set("ServiceExport/"+key, func(ctx context.Context) error {
+			changed, err := writeExportStatus(ctx, m.dyn, gvr, se, conds)
+			if err != nil {
+				return fmt.Errorf("status of ServiceExport %s in %s: %w", key, m.name, err)
 			}
-		}
+			for _, cond := range changed {
+				if warn := cond.Type == string(mcsv1beta1.ServiceExportConditionValid) && cond.Status == metav1.ConditionFalse ||
+					cond.Type == string(mcsv1beta1.ServiceExportConditionConflict) && cond.Status == metav1.ConditionTrue ||
+					cond.Reason == string(ReasonDerivedServiceTaken); warn && m.recorder != nil {
+					m.recorder.Event(se, corev1.EventTypeWarning, cond.Reason, cond.Message)
+				}
+			}
+			return nil
+		})
 	}
 	if len(o.states) == 0 {
-		return nil
+		return
 	}
 	obj, gvr, ok := c.exportTemplates.get(key)
 	if !ok {
-		return nil // no template: the export was created in the member directly
+		return // no template: the export was created in the member directly
 	}
-	if _, err := writeExportStatus(ctx, c.dyn, gvr, obj.(*mcsv1beta1.ServiceExport), template); err != nil {
-		return fmt.Errorf("mirroring the ServiceExport status to the Karmada control plane: %w", err)
-	}
-	return nil
+	c.status.set("ServiceExport/"+key, func(ctx context.Context) error {
+		if _, err := writeExportStatus(ctx, c.dyn, gvr, obj.(*mcsv1beta1.ServiceExport), template); err != nil {
+			return fmt.Errorf("mirroring the ServiceExport status of %s to the Karmada control plane: %w", key, err)
+		}
+		return nil
+	})
 }
 
-// writeImportStatuses writes, on every ServiceImport of the service in its importers (ours or
-// the user's), status.clusters (the clusters whose endpoints it carries) and a Ready condition
-// that says why the import has no endpoints when it has none.
-func (c *Controller) writeImportStatuses(ctx context.Context, o *observation, pending []string) error {
+// writeImportStatuses hands to the status writers, for every ServiceImport of the service in its
+// importers (ours or the user's), status.clusters (the clusters whose endpoints it carries) and
+// a Ready condition that says why the import has no endpoints when it has none.
+func (c *Controller) writeImportStatuses(o *observation, pending []string) {
 	key := o.ns + "/" + o.name
 	byName := map[string]*member{}
 	for _, m := range o.members {
@@ -107,11 +114,14 @@ func (c *Controller) writeImportStatuses(ctx context.Context, o *observation, pe
 			// The user must act (rename or delete their Service): told on their import too.
 			c.warnOnce(m, si, string(ReasonDerivedServiceTaken), cond.Message)
 		}
-		if err := writeImportStatus(ctx, m.dyn, m.importGVR(), si, clusters, cond); err != nil {
-			return fmt.Errorf("status of ServiceImport %s in %s: %w", key, m.name, err)
-		}
+		gvr := m.importGVR()
+		m.status.set("ServiceImport/"+key, func(ctx context.Context) error {
+			if err := writeImportStatus(ctx, m.dyn, gvr, si, clusters, cond); err != nil {
+				return fmt.Errorf("status of ServiceImport %s in %s: %w", key, m.name, err)
+			}
+			return nil
+		})
 	}
-	return nil
 }
 
 // warnOnce records a Warning event on obj in member m, once per message (this process's memory:

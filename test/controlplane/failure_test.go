@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
 	"github.com/coredns-mcs/coredns-mcs/controller"
 )
 
@@ -161,11 +163,13 @@ func TestUnsyncedMemberHoldsOnlyItsOwn(t *testing.T) {
 	expectNoWorks(t, ns)
 }
 
-// A member that accepts requests and never answers (frozen) holds a worker no longer than the
-// member request timeout: with more of its exports needing a status write than there are workers,
-// another member's export still flows. Thawed, everything converges.
+// A member that accepts requests and never answers (frozen) stalls nothing else: its status
+// writes wait in its own writer, off the reconcile workers. With one worker, the default member
+// request timeout (15 s) and six of its exports needing a status write, another member's new
+// export is imported within the 30 s expectImported allows (written inline, the writes would
+// hold that worker 6 × 15 s). Thawed, everything converges.
 func TestHungMemberStallsNothingElse(t *testing.T) {
-	startController(t, controller.Options{Workers: 2, MemberTimeout: 2 * time.Second})
+	startController(t, controller.Options{Workers: 1})
 	ns := namespace(t, "hung")
 	m1, m2 := members["member1"], members["member2"]
 	names := []string{"h0", "h1", "h2", "h3", "h4", "h5"}
@@ -190,11 +194,24 @@ func TestHungMemberStallsNothingElse(t *testing.T) {
 	export(t, m2, ns, "fresh")
 	expectImported(t, m2, ns, "fresh", "10.12.8.99")
 	t.Logf("member2's export imported %s after it was made, with member1 hanging", time.Since(start).Round(100*time.Millisecond))
+	// member1's writes wait, and the metric says for whom.
+	eventually(t, 30*time.Second, "status writes pending for member1", func() error {
+		if v := gauge(t, "coredns_mcs_controller_status_pending", "cluster", "member1"); v < 1 {
+			return fmt.Errorf("coredns_mcs_controller_status_pending{cluster=member1} = %v", v)
+		}
+		return nil
+	})
 
 	m1.proxy.setFrozen(false)
 	for _, n := range names {
 		expectExportCondition(t, m1, ns, n, "Conflict", "True/TypeConflict")
 	}
+	eventually(t, 30*time.Second, "member1's status writes drained", func() error {
+		if v := gauge(t, "coredns_mcs_controller_status_pending", "cluster", "member1"); v != 0 {
+			return fmt.Errorf("coredns_mcs_controller_status_pending{cluster=member1} = %v", v)
+		}
+		return nil
+	})
 	for _, n := range names {
 		unexport(t, m1, ns, n)
 		unexport(t, m2, ns, n)
@@ -306,4 +323,27 @@ func TestSecretRefOutsideRefused(t *testing.T) {
 	}
 	unexport(t, members["member1"], ns, "web")
 	expectNoWorks(t, ns)
+}
+
+// gauge reads a gauge of this process's controller-runtime registry (the controllers under test
+// run in it) by one label.
+func gauge(t *testing.T, name, label, value string) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	return -1
 }

@@ -1,0 +1,104 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 5s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The latest wanted status wins: writes wanted while one is in flight collapse into the last.
+func TestStatusWriterLatestWins(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := newStatusWriter("test-latest")
+	go w.run(ctx)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var ran []int
+	job := func(i int) statusJob {
+		return func(context.Context) error {
+			if i == 0 {
+				<-release
+			}
+			mu.Lock()
+			ran = append(ran, i)
+			mu.Unlock()
+			return nil
+		}
+	}
+	w.set("a", job(0))
+	waitFor(t, "the first write started", func() bool { return w.pending() == 0 })
+	for i := 1; i <= 3; i++ {
+		w.set("a", job(i))
+	}
+	close(release)
+	waitFor(t, "the latest write done", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(ran) == 2
+	})
+	time.Sleep(50 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(ran) != 2 || ran[0] != 0 || ran[1] != 3 {
+		t.Fatalf("writes run: %v, want [0 3]", ran)
+	}
+}
+
+// A write that hangs holds one of the writer's workers; other objects are written meanwhile.
+func TestStatusWriterHungWriteHoldsOnlyItself(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := newStatusWriter("test-hung")
+	go w.run(ctx)
+	w.set("hung", func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() })
+	var done atomic.Int32
+	for _, k := range []string{"b", "c", "d"} {
+		w.set(k, func(context.Context) error { done.Add(1); return nil })
+	}
+	waitFor(t, "the other writes done", func() bool { return done.Load() == 3 })
+}
+
+// A failed write is retried until it succeeds; one whose object is gone is dropped.
+func TestStatusWriterRetries(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := newStatusWriter("test-retry")
+	go w.run(ctx)
+	var tries, gone atomic.Int32
+	w.set("flaky", func(context.Context) error {
+		if tries.Add(1) < 3 {
+			return errors.New("connection refused")
+		}
+		return nil
+	})
+	w.set("gone", func(context.Context) error {
+		gone.Add(1)
+		return apierrors.NewNotFound(schema.GroupResource{Resource: "serviceexports"}, "gone")
+	})
+	waitFor(t, "the flaky write succeeded", func() bool { return tries.Load() == 3 && w.pending() == 0 })
+	time.Sleep(100 * time.Millisecond)
+	if n := gone.Load(); n != 1 {
+		t.Errorf("write of a deleted object tried %d times, want 1", n)
+	}
+	if n := tries.Load(); n != 3 {
+		t.Errorf("flaky write tried %d times after succeeding, want 3", n)
+	}
+}
