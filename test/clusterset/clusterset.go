@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -209,4 +210,19 @@ func (e *Env) RunWith(kubeconfig string, args ...string) (string, error) {
 	cmd := exec.CommandContext(c, e.Kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// Pid returns the process id of a clusterset process by the name of its pid file under
+// _output/clusterset/pids (apiserver-karmada, apiserver-member1, …).
+func (e *Env) Pid(t testing.TB, name string) int {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(e.Root, "_output", "clusterset", "pids", name+".pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
 }

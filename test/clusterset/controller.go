@@ -58,14 +58,7 @@ func (e *Env) StartControllerWith(t testing.TB, kubeconfig string, extra ...stri
 
 func (c *Controller) start() {
 	c.t.Helper()
-	c.cmd = exec.Command(Binary(c.t, "mcs-controller"), c.args...)
-	w := &lockedWriter{b: c.log, mu: c.mu}
-	c.cmd.Stdout, c.cmd.Stderr = w, w
-	if err := c.cmd.Start(); err != nil {
-		c.t.Fatal(err)
-	}
-	c.exited = make(chan struct{})
-	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(c.cmd, c.exited)
+	c.spawn()
 	Eventually(c.t, 60*time.Second, "mcs-controller ready", func() error {
 		select {
 		case <-c.exited:
@@ -76,6 +69,19 @@ func (c *Controller) start() {
 	})
 }
 
+// spawn starts the process.
+func (c *Controller) spawn() {
+	c.t.Helper()
+	c.cmd = exec.Command(Binary(c.t, "mcs-controller"), c.args...)
+	w := &lockedWriter{b: c.log, mu: c.mu}
+	c.cmd.Stdout, c.cmd.Stderr = w, w
+	if err := c.cmd.Start(); err != nil {
+		c.t.Fatal(err)
+	}
+	c.exited = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(c.cmd, c.exited)
+}
+
 // Kill sends SIGKILL and waits for the process to go.
 func (c *Controller) Kill() {
 	if c.cmd != nil && c.cmd.Process != nil {
@@ -84,8 +90,12 @@ func (c *Controller) Kill() {
 	}
 }
 
-// Restart starts the process again after Kill or Stop.
+// Restart starts the process again after Kill or Stop, and waits until it is ready.
 func (c *Controller) Restart() { c.start() }
+
+// RestartNoWait starts the process again after Kill or Stop, without waiting for it to be ready
+// (it cannot be while the Karmada apiserver is stopped, say).
+func (c *Controller) RestartNoWait() { c.spawn() }
 
 // Stop terminates the process (SIGTERM, then SIGKILL).
 func (c *Controller) Stop() {

@@ -5,10 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -120,14 +117,7 @@ func TestFrozenMemberStallsNothingElse(t *testing.T) {
 		return nil
 	})
 
-	raw, err := os.ReadFile(filepath.Join(env.Root, "_output", "clusterset", "pids", "apiserver-member1.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pid := env.Pid(t, "apiserver-member1")
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}

@@ -83,8 +83,13 @@ func condition(u *unstructured.Unstructured, t string) (string, string, string) 
 
 func expectConditions(t *testing.T, ctxName, ns, name string, want map[string]string) {
 	t.Helper()
+	expectConditionsWithin(t, 30*time.Second, ctxName, ns, name, want)
+}
+
+func expectConditionsWithin(t *testing.T, timeout time.Duration, ctxName, ns, name string, want map[string]string) {
+	t.Helper()
 	dyn := env.Dynamic(t, ctxName)
-	clusterset.Eventually(t, 30*time.Second, fmt.Sprintf("ServiceExport %s/%s conditions in %s", ns, name, ctxName), func() error {
+	clusterset.Eventually(t, timeout, fmt.Sprintf("ServiceExport %s/%s conditions in %s", ns, name, ctxName), func() error {
 		u, err := dyn.Resource(seGVR).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return err
@@ -625,18 +630,25 @@ func exportEcho(t *testing.T, ns, ip string) {
 // ServiceExport.
 func echoIn(t *testing.T, member, ns, ip string, port int) {
 	t.Helper()
+	serviceIn(t, member, ns, "echo", ip, port)
+}
+
+// serviceIn writes, in member, Service name with one port (http) and one ready endpoint ip in
+// EndpointSlice <name>-manual, and its ServiceExport.
+func serviceIn(t testing.TB, member, ns, name, ip string, port int) {
+	t.Helper()
 	env.KubectlT(t, member, fmt.Sprintf(`apiVersion: v1
 kind: Service
-metadata: {name: echo, namespace: %[1]s}
+metadata: {name: %[4]s, namespace: %[1]s}
 spec:
   ports: [{name: http, port: %[3]d, protocol: TCP}]
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
-  name: echo-manual
+  name: %[4]s-manual
   namespace: %[1]s
-  labels: {kubernetes.io/service-name: echo}
+  labels: {kubernetes.io/service-name: %[4]s}
 addressType: IPv4
 ports: [{name: http, port: %[3]d, protocol: TCP}]
 endpoints:
@@ -645,8 +657,8 @@ endpoints:
 ---
 apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceExport
-metadata: {name: echo, namespace: %[1]s}
-`, ns, ip, port), "apply", "-f", "-")
+metadata: {name: %[4]s, namespace: %[1]s}
+`, ns, ip, port, name), "apply", "-f", "-")
 }
 
 // importEcho imports echo (http 8080) into member2.
