@@ -60,7 +60,9 @@ func TestCollidingOldWorkNamesBothImported(t *testing.T) {
 func TestDuplicateClusterIDRefused(t *testing.T) {
 	env.PropagateMCSCRDs(t)
 	env.KubectlT(t, clusterset.Member2, "", "apply", "-f", filepath.Join(env.Root, "test", "testdata", "clusterproperty-crd.yaml"))
-	t.Cleanup(func() { env.Run(clusterset.Member2, "", "delete", "crd", "clusterproperties.about.k8s.io", "--ignore-not-found") })
+	t.Cleanup(func() {
+		env.Run(clusterset.Member2, "", "delete", "crd", "clusterproperties.about.k8s.io", "--ignore-not-found")
+	})
 	clusterset.Eventually(t, 30*time.Second, "ClusterProperty CRD established in member2", func() error {
 		_, err := env.Run(clusterset.Member2, "", "get", "clusterproperties.about.k8s.io")
 		return err
