@@ -65,8 +65,13 @@ func (c *Controller) start() {
 			return fmt.Errorf("exited: %s", tail(c.Log(), 20))
 		default:
 		}
-		return HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", c.probe))
+		return c.Ready()
 	})
+}
+
+// Ready reports whether the process answers its readiness probe.
+func (c *Controller) Ready() error {
+	return HTTPOK(fmt.Sprintf("http://127.0.0.1:%d/readyz", c.probe))
 }
 
 // spawn starts the process.
