@@ -16,5 +16,6 @@
 //   - desired.go: the Works the service needs (pure).
 //   - works.go, orphans.go: the Work applier, which holds every quirk of Karmada's execution
 //     controller, and the adoption of derived objects no Work holds.
-//   - status.go: the conditions (pure); statuswrite.go: their writers and Warning events.
+//   - status.go: the conditions (pure); statuswrite.go: their writers and Warning events;
+//     statusqueue.go: one status writer per cluster, off the reconcile workers.
 package controller
