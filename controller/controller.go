@@ -13,6 +13,7 @@ import (
 	clusterinformers "github.com/karmada-io/karmada/pkg/generated/informers/externalversions/cluster/v1alpha1"
 	workinformers "github.com/karmada-io/karmada/pkg/generated/informers/externalversions/work/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -314,20 +315,23 @@ func (c *Controller) Synced() bool {
 	return true
 }
 
+// conflictRetry: how soon a reconcile whose write conflicted is run again.
+const conflictRetry = 250 * time.Millisecond
+
 // memberReadyGrace: see Synced.
 const memberReadyGrace = 30 * time.Second
 
 // reconcileService and reconcileCluster count every reconcile in the controller's own metrics
 // (controller-runtime counts them too, per controller).
 func (c *Controller) reconcileService(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	return c.measured(func() (time.Duration, error) { return c.reconcile(ctx, req.Namespace+"/"+req.Name) })
+	return c.measured(ctx, func() (time.Duration, error) { return c.reconcile(ctx, req.Namespace+"/"+req.Name) })
 }
 
 func (c *Controller) reconcileCluster(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	return c.measured(func() (time.Duration, error) { return 0, c.syncCluster(ctx, req.Name) })
+	return c.measured(ctx, func() (time.Duration, error) { return 0, c.syncCluster(ctx, req.Name) })
 }
 
-func (c *Controller) measured(f func() (time.Duration, error)) (reconcile.Result, error) {
+func (c *Controller) measured(ctx context.Context, f func() (time.Duration, error)) (reconcile.Result, error) {
 	start := time.Now()
 	if !c.started.Load() {
 		return reconcile.Result{RequeueAfter: time.Second}, nil // the Karmada caches are not synced yet
@@ -335,6 +339,13 @@ func (c *Controller) measured(f func() (time.Duration, error)) (reconcile.Result
 	requeue, err := f()
 	reconcileDuration.Observe(time.Since(start).Seconds())
 	switch {
+	case apierrors.IsConflict(err):
+		// Routine optimistic locking: our cache was behind a write (Karmada updating a Work's
+		// status, say). Looked at again shortly from fresher caches; not an error worth a log
+		// line (the event of that write usually requeues it sooner).
+		reconcileTotal.WithLabelValues("conflict").Inc()
+		klog.FromContext(ctx).V(2).Info("write conflict; reconciling again", "err", err.Error())
+		return reconcile.Result{RequeueAfter: conflictRetry}, nil
 	case err != nil:
 		reconcileTotal.WithLabelValues("error").Inc()
 	case requeue > 0:

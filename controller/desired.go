@@ -47,6 +47,11 @@ type exporter struct {
 // exists there and the controller writes the ServiceImport itself (auto).
 type importer struct {
 	cluster string
+	// name is the derived Service's name in this member: the default (observation.derived), or
+	// the one the user's ServiceImport names in its multicluster.kubernetes.io/derived-service
+	// annotation (custom).
+	name   string
+	custom bool
 	// ports of the member's own ServiceImport, if it lists any (never set for auto).
 	ports []corev1.ServicePort
 	// auto: the controller writes this member's ServiceImport, of version siGVR, whose spec.ips
@@ -67,14 +72,24 @@ func desiredWorks(ns, name, prefix string, exporters []exporter, importers []imp
 	if len(exporters) == 0 {
 		return nil, nil
 	}
-	derived := mcs.DerivedServiceName(prefix, ns, name)
 	var out []workObject
 	for _, imp := range importers {
 		if imp.taken {
 			continue
 		}
+		derived := imp.name
+		if derived == "" {
+			derived = mcs.DerivedServiceName(prefix, ns, name)
+		}
+		// A name of the user's choosing is part of the Works' names: when it changes, new Works
+		// write the new objects and the old Works, deleted, take the old ones with them
+		// (Karmada does not delete an object a Work's manifest stops naming).
+		as := ""
+		if imp.custom {
+			as = "@" + derived
+		}
 		svc := derivedService(ns, name, derived, exporters, imp)
-		w, err := newWork(imp.cluster, workName("svc", ns, name, ""), "", svc, true)
+		w, err := newWork(imp.cluster, workName("svc", ns, name, as), "", svc, true)
 		if err != nil {
 			return nil, err
 		}
@@ -92,8 +107,8 @@ func desiredWorks(ns, name, prefix string, exporters []exporter, importers []imp
 		}
 		for _, ex := range exporters {
 			for _, src := range ex.slices {
-				es := mirrorSlice(ns, name, derived, ex.clusterID, src)
-				w, err := newWork(imp.cluster, workName("eps", ns, name, ex.cluster+"/"+src.Name), ex.cluster, es, true)
+				es := mirrorSlice(ns, name, derived, ex.clusterID, src, ex.service.Spec.PublishNotReadyAddresses)
+				w, err := newWork(imp.cluster, workName("eps", ns, name, ex.cluster+"/"+src.Name+as), ex.cluster, es, true)
 				if err != nil {
 					return nil, err
 				}
@@ -138,11 +153,18 @@ func derivedService(ns, name, derived string, exporters []exporter, imp importer
 			svc.Spec.IPFamilyPolicy = &prefer
 		}
 	}
-	// The oldest exporter's session affinity.
+	// The oldest exporter's session affinity and traffic distribution (kube-proxy in the
+	// importer follows the zone hints of the mirrored slices for it).
 	if first.SessionAffinity == corev1.ServiceAffinityClientIP {
 		svc.Spec.SessionAffinity = corev1.ServiceAffinityClientIP
 		svc.Spec.SessionAffinityConfig = first.SessionAffinityConfig.DeepCopy()
 	}
+	if first.TrafficDistribution != nil {
+		td := *first.TrafficDistribution
+		svc.Spec.TrafficDistribution = &td
+	}
+	// Not-ready endpoints published (see mirrorSlice), as the oldest export says.
+	svc.Spec.PublishNotReadyAddresses = first.PublishNotReadyAddresses
 	return svc
 }
 
@@ -242,12 +264,18 @@ func conflicts(exporters []exporter) []conflict {
 	for _, ex := range exporters[1:] {
 		es := ex.service.Spec
 		port := portConflict(es.Ports, merged)
+		theirs, oldest := portDifference(es.Ports, fs.Ports)
 		switch {
 		case importType(es) != importType(fs):
 			add(ex, "TypeConflict", "the type", importType(es), importType(fs))
 		case port != "":
 			out = append(out, conflict{"PortConflict", fmt.Sprintf("%s: port %s of %s conflicts with an older export's; the oldest export's port is used",
 				ex.cluster, port, ex.service.Namespace+"/"+ex.service.Name)})
+		case theirs != "" || oldest != "":
+			// mcs-api v0.5: the ports must be identical in every exported Service. Compatible
+			// ones are still all imported (the union).
+			out = append(out, conflict{"PortConflict", fmt.Sprintf("%s: the ports of %s are not identical to %s's, the oldest export (only in %s: %s; only in %s: %s); the import exposes the union",
+				ex.cluster, ex.service.Namespace+"/"+ex.service.Name, first.cluster, ex.cluster, theirs, first.cluster, oldest)})
 		case affinity(es) != affinity(fs):
 			add(ex, "SessionAffinityConflict", "the session affinity", affinity(es), affinity(fs))
 		case affinity(fs) == string(corev1.ServiceAffinityClientIP) && affinityTimeout(es) != affinityTimeout(fs):
@@ -282,6 +310,39 @@ func portConflict(ports, merged []corev1.ServicePort) string {
 		}
 	}
 	return ""
+}
+
+// portDifference lists the ports (name, protocol, number) only in ports and only in oldest,
+// each "" when there are none.
+func portDifference(ports, oldest []corev1.ServicePort) (onlyPorts, onlyOldest string) {
+	set := func(ps []corev1.ServicePort) map[string]bool {
+		m := map[string]bool{}
+		for _, p := range ps {
+			m[fmt.Sprintf("%q %s/%d", p.Name, protocolOf(p), p.Port)] = true
+		}
+		return m
+	}
+	a, b := set(ports), set(oldest)
+	minus := func(x, y map[string]bool) string {
+		var out []string
+		for k := range x {
+			if !y[k] {
+				out = append(out, k)
+			}
+		}
+		if len(out) == 0 {
+			return ""
+		}
+		sort.Strings(out)
+		return strings.Join(out, ", ")
+	}
+	onlyPorts, onlyOldest = minus(a, b), minus(b, a)
+	if onlyPorts != "" && onlyOldest == "" {
+		onlyOldest = "none"
+	} else if onlyOldest != "" && onlyPorts == "" {
+		onlyPorts = "none"
+	}
+	return onlyPorts, onlyOldest
 }
 
 // showMap renders a label or annotation set in a stable order.
@@ -340,9 +401,13 @@ func trafficDistribution(s corev1.ServiceSpec) string {
 }
 
 // mirrorSlice copies a source slice for the importer: the derived Service's name for kube-proxy,
-// the KEP-1645 labels for DNS, and the endpoints with their conditions and hostnames. Node names
-// and targetRefs point into the source cluster, so they are dropped.
-func mirrorSlice(ns, name, derived, clusterID string, src *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
+// the KEP-1645 labels for DNS, and the endpoints with their conditions, hostnames, zones and zone
+// hints (kube-proxy in the importer follows them for a trafficDistribution). Node names, node
+// hints and targetRefs point into the source cluster, so they are dropped. An exporter whose
+// Service publishes not-ready addresses has every endpoint Ready, as Kubernetes' EndpointSlice
+// controller does for such a Service in its own cluster (serving and terminating stay as they
+// are): the importer's DNS and kube-proxy then answer them too.
+func mirrorSlice(ns, name, derived, clusterID string, src *discoveryv1.EndpointSlice, publishNotReady bool) *discoveryv1.EndpointSlice {
 	es := &discoveryv1.EndpointSlice{
 		TypeMeta: metav1.TypeMeta{APIVersion: "discovery.k8s.io/v1", Kind: "EndpointSlice"},
 		ObjectMeta: metav1.ObjectMeta{
@@ -359,11 +424,21 @@ func mirrorSlice(ns, name, derived, clusterID string, src *discoveryv1.EndpointS
 		Ports:       src.Ports,
 	}
 	for _, e := range src.Endpoints {
+		conds := e.Conditions
+		if publishNotReady {
+			ready := true
+			conds.Ready = &ready
+		}
+		var hints *discoveryv1.EndpointHints
+		if e.Hints != nil && len(e.Hints.ForZones) > 0 {
+			hints = &discoveryv1.EndpointHints{ForZones: e.Hints.ForZones}
+		}
 		es.Endpoints = append(es.Endpoints, discoveryv1.Endpoint{
 			Addresses:  e.Addresses,
-			Conditions: e.Conditions,
+			Conditions: conds,
 			Hostname:   e.Hostname,
 			Zone:       e.Zone,
+			Hints:      hints,
 		})
 	}
 	return es

@@ -176,7 +176,7 @@ func TestConflicts(t *testing.T) {
 		reason string
 	}{
 		{"agree", svc(http(80)), ""},
-		{"extra port", svc(http(80), corev1.ServicePort{Name: "metrics", Port: 9090}), ""},
+		{"extra port (mcs-api v0.5: not identical)", svc(http(80), corev1.ServicePort{Name: "metrics", Port: 9090}), "PortConflict"},
 		{"same name, other port", svc(http(8080)), "PortConflict"},
 		{"same port, other name", svc(corev1.ServicePort{Name: "web", Port: 80, Protocol: corev1.ProtocolTCP}), "PortConflict"},
 		{"headless", with(svc(http(80)), func(s *corev1.ServiceSpec) { s.ClusterIP = corev1.ClusterIPNone }), "TypeConflict"},
@@ -210,5 +210,80 @@ func TestConflicts(t *testing.T) {
 				t.Errorf("union %+v: the oldest export's http/80 must win", ports)
 			}
 		})
+	}
+}
+
+// Zone hints travel with the mirrored slices (node hints and names do not: they name the source
+// cluster's nodes); an exporter publishing not-ready addresses has every endpoint Ready, as
+// Kubernetes' own EndpointSlice controller does; the derived Service carries the oldest export's
+// trafficDistribution and publishNotReadyAddresses.
+func TestMirrorTopologyAndNotReady(t *testing.T) {
+	src := srcSlice("serve-abc", "", "10.10.0.1", "10.10.0.2")
+	src.Endpoints[0].Zone = ptr("zone-a")
+	src.Endpoints[0].NodeName = ptr("node-1")
+	src.Endpoints[0].Hints = &discoveryv1.EndpointHints{ForZones: []discoveryv1.ForZone{{Name: "zone-a"}}, ForNodes: []discoveryv1.ForNode{{Name: "node-1"}}}
+	src.Endpoints[1].Conditions = discoveryv1.EndpointConditions{Ready: ptr(false), Serving: ptr(false)}
+
+	es := mirrorSlice("default", "serve", "derived-serve", "member1", src, false)
+	e0, e1 := es.Endpoints[0], es.Endpoints[1]
+	if e0.Hints == nil || len(e0.Hints.ForZones) != 1 || e0.Hints.ForZones[0].Name != "zone-a" || len(e0.Hints.ForNodes) != 0 {
+		t.Errorf("hints %+v, want zone-a only", e0.Hints)
+	}
+	if e0.Zone == nil || *e0.Zone != "zone-a" || e0.NodeName != nil {
+		t.Errorf("zone %v node %v, want zone-a and no node", e0.Zone, e0.NodeName)
+	}
+	if *e1.Conditions.Ready {
+		t.Error("a not-ready endpoint mirrored ready without publishNotReadyAddresses")
+	}
+	es = mirrorSlice("default", "serve", "derived-serve", "member1", src, true)
+	if e1 := es.Endpoints[1]; !*e1.Conditions.Ready || *e1.Conditions.Serving {
+		t.Errorf("publishNotReadyAddresses: conditions %+v, want ready (serving as it was)", e1.Conditions)
+	}
+	if *src.Endpoints[1].Conditions.Ready {
+		t.Error("the source slice was changed")
+	}
+
+	exp := svc(corev1.ServicePort{Name: "http", Port: 80})
+	exp.Spec.TrafficDistribution = ptr("PreferSameZone")
+	exp.Spec.PublishNotReadyAddresses = true
+	d := derivedService("default", "serve", "derived-serve", []exporter{{service: exp}}, importer{})
+	if d.Spec.TrafficDistribution == nil || *d.Spec.TrafficDistribution != "PreferSameZone" || !d.Spec.PublishNotReadyAddresses {
+		t.Errorf("derived Service: trafficDistribution %v, publishNotReadyAddresses %v", d.Spec.TrafficDistribution, d.Spec.PublishNotReadyAddresses)
+	}
+}
+
+// An importer that chose the derived Service's name (its ServiceImport's derived-service
+// annotation) gets that Service and slices of it, in Works named apart from the default ones (so
+// a change of name replaces the objects instead of leaving the old ones behind).
+func TestDesiredWorksChosenName(t *testing.T) {
+	ex := []exporter{{cluster: "member1", clusterID: "member1", service: svc(corev1.ServicePort{Port: 80, Protocol: corev1.ProtocolTCP}),
+		slices: []*discoveryv1.EndpointSlice{srcSlice("serve-abc", "", "10.10.0.5")}}}
+	def, err := desiredWorks("default", "serve", mcs.DefaultDerivedPrefix, ex, []importer{{cluster: "member2", name: "derived-serve"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chosen, err := desiredWorks("default", "serve", mcs.DefaultDerivedPrefix, ex, []importer{{cluster: "member2", name: "serve", custom: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(chosen) != 2 || len(def) != 2 {
+		t.Fatalf("%d and %d works, want a Service and a slice each", len(def), len(chosen))
+	}
+	for i, w := range chosen {
+		md := w.manifest["metadata"].(map[string]any)
+		labels, _ := md["labels"].(map[string]any)
+		switch kind := w.manifest["kind"]; kind {
+		case "Service":
+			if md["name"] != "serve" {
+				t.Errorf("derived Service named %v, want serve", md["name"])
+			}
+		case "EndpointSlice":
+			if labels["kubernetes.io/service-name"] != "serve" || labels["multicluster.kubernetes.io/service-name"] != "serve" {
+				t.Errorf("slice labels %v", labels)
+			}
+		}
+		if w.name == def[i].name {
+			t.Errorf("Work %s has the default name's Work name", w.name)
+		}
 	}
 }

@@ -289,6 +289,18 @@ func cached[T any](inf cache.SharedIndexInformer, key string) (T, bool) {
 	return t, ok
 }
 
+// hasMirroredSlices reports whether the member holds mirrored EndpointSlices (ours) of the
+// derived Service ns/derived.
+func (m *member) hasMirroredSlices(ns, derived string) bool {
+	objs, _ := m.slices.GetIndexer().ByIndex(byServiceIndex, ns+"/"+derived)
+	for _, o := range objs {
+		if s, ok := o.(*discoveryv1.EndpointSlice); ok && s.Labels[labelSliceManagedBy] == ManagedBy {
+			return true
+		}
+	}
+	return false
+}
+
 // service returns the member's cached Service of key.
 func (m *member) service(key string) (*corev1.Service, bool) {
 	return cached[*corev1.Service](m.services, key)

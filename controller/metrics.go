@@ -8,7 +8,7 @@ import (
 var (
 	reconcileTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "coredns_mcs_controller_reconciles_total",
-		Help: "Reconciles of exported services and clusters, by result (success, requeue, error).",
+		Help: "Reconciles of exported services and clusters, by result (success, requeue, conflict: a write raced another and is retried at once, error).",
 	}, []string{"result"})
 	reconcileDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "coredns_mcs_controller_reconcile_duration_seconds",

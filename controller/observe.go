@@ -19,7 +19,7 @@ import (
 // input of desiredWorks and of the conditions. It is read from the caches only (no request).
 type observation struct {
 	ns, name  string
-	derived   string // the derived Service's name
+	derived   string // the derived Service's default name (an importer may choose another: importer.name)
 	members   []*member
 	states    []*exportState // every member's ServiceExport, valid or not
 	exporters []exporter     // the valid exports, oldest first
@@ -34,8 +34,9 @@ type observation struct {
 	// those of them this service's Works are held for (see Controller.heldBy).
 	unknown map[string]bool
 	heldFor []string
-	// taken: importers where the derived Service's name is another's (see findTaken).
-	taken []string
+	// taken: importers where the derived Service's name is another's (see findTaken), and those
+	// names (the default one, or the one an importer chose).
+	taken, takenNames []string
 	// refused: members whose exports are refused for their cluster id, and why (clusterid.go).
 	refused map[string]string
 }
@@ -82,7 +83,11 @@ func (c *Controller) observe(ctx context.Context, ns, name string, members []*me
 		// A ServiceImport the controller did not write (placed by the user's template, or by
 		// hand) makes its member an importer; ours only count below, in automatic mode.
 		if si, ok := m.serviceImport(key); ok && si.Labels[labelManagedBy] != ManagedBy {
-			o.importers = append(o.importers, importer{cluster: m.name, ports: importPorts(si)})
+			derived, err := mcs.DerivedServiceOf(c.opts.DerivedPrefix, ns, name, si.Annotations)
+			if err != nil {
+				c.warnOnce(m, si, "InvalidDerivedServiceName", err.Error())
+			}
+			o.importers = append(o.importers, importer{cluster: m.name, ports: importPorts(si), name: derived, custom: derived != o.derived})
 			userImport[m.name] = true
 		}
 	}
@@ -102,7 +107,7 @@ func (c *Controller) observe(ctx context.Context, ns, name string, members []*me
 		o.auto, o.autoWait = false, wait
 	}
 	if o.auto {
-		o.importers = append(o.importers, c.autoImporters(members, ns, userImport)...)
+		o.importers = append(o.importers, c.autoImporters(members, ns, name, userImport)...)
 		sort.Slice(o.importers, func(i, j int) bool { return o.importers[i].cluster < o.importers[j].cluster })
 	}
 	c.findTaken(o)
@@ -121,7 +126,7 @@ func (c *Controller) findTaken(o *observation) {
 		if m == nil {
 			continue
 		}
-		svc, ok := m.service(o.ns + "/" + o.derived)
+		svc, ok := m.service(o.ns + "/" + im.name)
 		switch {
 		case !ok:
 			im.derived = nil
@@ -130,6 +135,7 @@ func (c *Controller) findTaken(o *observation) {
 		default:
 			im.derived, im.taken = nil, true
 			o.taken = append(o.taken, im.cluster)
+			o.takenNames = append(o.takenNames, im.name)
 		}
 	}
 }
@@ -142,6 +148,11 @@ func (c *Controller) exporterOf(ctx context.Context, o *observation, m *member, 
 	case !ok:
 		return exporter{}, condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonNoService,
 			fmt.Sprintf("Service %s not found in cluster %s", key, m.name))
+	case svc.Labels[labelManagedBy] == ManagedBy:
+		// A derived Service (an import that chose the service's own name): exporting it would
+		// send imported endpoints back round the clusterset.
+		return exporter{}, condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonNoService,
+			fmt.Sprintf("Service %s in cluster %s is the derived Service of an import (written by the controller), not a Service of the cluster", key, m.name))
 	case svc.Spec.Type == corev1.ServiceTypeExternalName:
 		return exporter{}, condition(mcsv1beta1.ServiceExportConditionValid, metav1.ConditionFalse, mcsv1beta1.ServiceExportReasonInvalidServiceType,
 			"Service "+key+" is of type ExternalName, which cannot be exported")
@@ -176,7 +187,7 @@ func (c *Controller) exporterOf(ctx context.Context, o *observation, m *member, 
 
 // autoImporters are the members that import ns/name automatically: every member serving the
 // ServiceImport API that has the namespace and no ServiceImport of its own for the service.
-func (c *Controller) autoImporters(members []*member, ns string, userImport map[string]bool) []importer {
+func (c *Controller) autoImporters(members []*member, ns, name string, userImport map[string]bool) []importer {
 	var out []importer
 	for _, m := range members {
 		served := m.importGVR()
@@ -190,7 +201,7 @@ func (c *Controller) autoImporters(members []*member, ns string, userImport map[
 		if served == mcs.ImportVersions[0] && c.importTemplates.v1beta1.Load() {
 			siGVR = served
 		}
-		out = append(out, importer{cluster: m.name, auto: true, siGVR: siGVR})
+		out = append(out, importer{cluster: m.name, auto: true, siGVR: siGVR, name: mcs.DerivedServiceName(c.opts.DerivedPrefix, ns, name)})
 	}
 	return out
 }
@@ -208,4 +219,14 @@ func importPorts(si *mcsv1beta1.ServiceImport) []corev1.ServicePort {
 		}
 	}
 	return out
+}
+
+// derivedIn is the derived Service's name in cluster.
+func (o *observation) derivedIn(cluster string) string {
+	for _, im := range o.importers {
+		if im.cluster == cluster && im.name != "" {
+			return im.name
+		}
+	}
+	return o.derived
 }

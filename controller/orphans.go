@@ -19,13 +19,14 @@ import (
 // that no Work describes (left behind by a Karmada race, see applyWorks, or by a Work deleted by
 // hand) and are not desired: each gets a Work holding it, which Karmada applies and, being
 // undesired, applyWorks deletes once applied, so the object goes through Karmada like any other.
-func (c *Controller) adoptOrphans(ctx context.Context, ns, name string, members []*member, desired []workObject) error {
+// derivedIn names the derived Service in a member (an importer may have chosen its name).
+func (c *Controller) adoptOrphans(ctx context.Context, ns, name string, members []*member, desired []workObject, derivedIn func(string) string) error {
 	covered, err := c.coveredObjects(ns+"/"+name, desired)
 	if err != nil {
 		return err
 	}
 	for _, m := range members {
-		for _, o := range c.orphansIn(m, ns, name, covered) {
+		for _, o := range c.orphansIn(m, ns, name, derivedIn(m.name), covered) {
 			if time.Since(o.GetCreationTimestamp().Time) < minWorkAge {
 				c.enqueueAfter(ns+"/"+name, minWorkAge)
 				continue // may be a Work's object that our Work cache has not caught up with
@@ -69,20 +70,30 @@ func (c *Controller) coveredObjects(key string, desired []workObject) (map[strin
 }
 
 // orphansIn lists the derived objects of ns/name in m that carry our labels and no Work covers.
-func (c *Controller) orphansIn(m *member, ns, name string, covered map[string]bool) []metav1.Object {
-	derived := mcs.DerivedServiceName(c.opts.DerivedPrefix, ns, name)
+// Both the default derived name and the one chosen in m (chosen) are looked at.
+func (c *Controller) orphansIn(m *member, ns, name, chosen string, covered map[string]bool) []metav1.Object {
+	names := []string{mcs.DerivedServiceName(c.opts.DerivedPrefix, ns, name)}
+	if chosen != names[0] {
+		names = append(names, chosen)
+	}
 	var orphans []metav1.Object
-	if svc, ok := m.service(ns + "/" + derived); ok && svc.Labels[labelManagedBy] == ManagedBy && !covered[m.name+"/Service/"+svc.Name] {
-		orphans = append(orphans, svc)
+	for i, derived := range names {
+		// A chosen name may be another import's choice too: only what names this service.
+		ofThis := func(labels map[string]string) bool { return i == 0 || labels[mcs.LabelServiceName] == name }
+		if svc, ok := m.service(ns + "/" + derived); ok && svc.Labels[labelManagedBy] == ManagedBy && ofThis(svc.Labels) &&
+			!covered[m.name+"/Service/"+svc.Name] {
+			orphans = append(orphans, svc)
+		}
+		slicesOf, _ := m.slices.GetIndexer().ByIndex(byServiceIndex, ns+"/"+derived)
+		for _, o := range slicesOf {
+			if es := o.(*discoveryv1.EndpointSlice); es.Labels[labelSliceManagedBy] == ManagedBy && ofThis(es.Labels) &&
+				!covered[m.name+"/EndpointSlice/"+es.Name] {
+				orphans = append(orphans, es)
+			}
+		}
 	}
 	if si, ok := m.serviceImport(ns + "/" + name); ok && si.Labels[labelManagedBy] == ManagedBy && !covered[m.name+"/ServiceImport/"+name] {
 		orphans = append(orphans, si)
-	}
-	slicesOf, _ := m.slices.GetIndexer().ByIndex(byServiceIndex, ns+"/"+derived)
-	for _, o := range slicesOf {
-		if es := o.(*discoveryv1.EndpointSlice); es.Labels[labelSliceManagedBy] == ManagedBy && !covered[m.name+"/EndpointSlice/"+es.Name] {
-			orphans = append(orphans, es)
-		}
 	}
 	return orphans
 }

@@ -34,7 +34,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		// import lives, with no endpoints. An export that never was valid gets nothing.
 		desired = append(desired, c.keptServiceWorks(ns, name, o.importers)...)
 	}
-	if err := c.adoptOrphans(ctx, ns, name, members, desired); err != nil {
+	if err := c.adoptOrphans(ctx, ns, name, members, desired, o.derivedIn); err != nil {
 		return 0, err
 	}
 	applied, err := c.applyWorks(ctx, ns, name, desired, c.heldBy(o))

@@ -86,7 +86,7 @@ func exportReadyOf(o *observation, pending []string) metav1.Condition {
 	case len(o.taken) > 0:
 		return condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionFalse, ReasonDerivedServiceTaken,
 			fmt.Sprintf("not imported in %s: a Service %s exists there that the controller did not write; it is left alone (delete or rename it to import there)",
-				strings.Join(o.taken, ", "), o.derived))
+				strings.Join(o.taken, ", "), strings.Join(uniqueSorted(o.takenNames), ", ")))
 	case len(o.importers) == 0:
 		return condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonExported,
 			"exported; no cluster imports it yet")
@@ -111,10 +111,15 @@ func conflictCondition(exporters []exporter) metav1.Condition {
 			"no conflicting exports")
 	}
 	msgs := make([]string, 0, len(cf))
+	var reasons []string
 	for _, x := range cf {
 		msgs = append(msgs, x.message)
+		if !slices.Contains(reasons, x.reason) {
+			reasons = append(reasons, x.reason)
+		}
 	}
-	return condition(mcsv1beta1.ServiceExportConditionConflict, metav1.ConditionTrue, mcsv1beta1.ServiceExportConditionReason(cf[0].reason),
+	// mcs-api: "When multiple conflicts occur the above reasons may be combined using commas."
+	return condition(mcsv1beta1.ServiceExportConditionConflict, metav1.ConditionTrue, mcsv1beta1.ServiceExportConditionReason(strings.Join(reasons, ",")),
 		strings.Join(msgs, "; "))
 }
 
@@ -160,7 +165,7 @@ func importReady(o *observation, cluster string, pending []string) metav1.Condit
 			Reason: string(mcsv1beta1.ServiceImportReasonPending), Message: msg}
 	}
 	if slices.Contains(o.taken, cluster) {
-		return notReady("not imported here: the Service " + o.derived + " exists in " + cluster +
+		return notReady("not imported here: the Service " + o.derivedIn(cluster) + " exists in " + cluster +
 			" and the controller did not write it; it is left alone (delete or rename it to import)")
 	}
 	withdrawn := ""

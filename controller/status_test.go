@@ -2,8 +2,10 @@ package controller
 
 import (
 	"context"
+	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -71,5 +73,37 @@ func TestWriteStatusRetriesConflict(t *testing.T) {
 	}
 	if len(updates) != retry.DefaultRetry.Steps {
 		t.Errorf("persistent conflict: %d updates, want %d", len(updates), retry.DefaultRetry.Steps)
+	}
+}
+
+// mcs-api v0.5: compatible but different ports are a PortConflict on every export (the import
+// still has the union); different kinds of conflict combine their reasons with commas.
+func TestConflictConditionPortsAndCombinedReasons(t *testing.T) {
+	port := func(name string, proto corev1.Protocol, n int32) corev1.ServicePort {
+		return corev1.ServicePort{Name: name, Protocol: proto, Port: n}
+	}
+	m1 := exporter{cluster: "member1", service: svc(port("a", corev1.ProtocolTCP, 42), port("u", corev1.ProtocolUDP, 42))}
+	m2 := exporter{cluster: "member2", service: svc(port("a", corev1.ProtocolTCP, 42), port("s", corev1.ProtocolSCTP, 142))}
+	cond := conflictCondition([]exporter{m1, m2})
+	if cond.Status != metav1.ConditionTrue || cond.Reason != "PortConflict" {
+		t.Fatalf("compatible ports: %s/%s (%s), want True/PortConflict", cond.Status, cond.Reason, cond.Message)
+	}
+	for _, want := range []string{`"s" SCTP/142`, `"u" UDP/42`, "member1", "member2", "union"} {
+		if !strings.Contains(cond.Message, want) {
+			t.Errorf("message %q does not name %s", cond.Message, want)
+		}
+	}
+	if got := unionPorts([]exporter{m1, m2}); len(got) != 3 {
+		t.Errorf("union %+v, want a, u and s", got)
+	}
+	same := exporter{cluster: "member2", service: svc(port("u", corev1.ProtocolUDP, 42), port("a", corev1.ProtocolTCP, 42))}
+	if cond := conflictCondition([]exporter{m1, same}); cond.Status != metav1.ConditionFalse || cond.Reason != "NoConflicts" {
+		t.Errorf("identical ports: %s/%s (%s), want False/NoConflicts", cond.Status, cond.Reason, cond.Message)
+	}
+	headless := exporter{cluster: "member3", service: svc(port("a", corev1.ProtocolTCP, 42), port("u", corev1.ProtocolUDP, 42))}
+	headless.service.Spec.ClusterIP = corev1.ClusterIPNone
+	cond = conflictCondition([]exporter{m1, m2, headless})
+	if cond.Reason != "PortConflict,TypeConflict" || !strings.Contains(cond.Message, "member3") {
+		t.Errorf("two kinds of conflict: %s (%s), want PortConflict,TypeConflict naming member3", cond.Reason, cond.Message)
 	}
 }

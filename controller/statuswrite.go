@@ -115,8 +115,12 @@ func (c *Controller) writeImportStatuses(o *observation, pending []string) {
 			c.warnOnce(m, si, string(ReasonDerivedServiceTaken), cond.Message)
 		}
 		gvr := m.importGVR()
+		present := mcsv1beta1.EndpointSliceObjectsAbsent
+		if m.hasMirroredSlices(o.ns, im.name) {
+			present = mcsv1beta1.EndpointSliceObjectsPresent
+		}
 		m.status.set("ServiceImport/"+key, func(ctx context.Context) error {
-			if err := writeImportStatus(ctx, m.dyn, gvr, si, clusters, cond); err != nil {
+			if err := writeImportStatus(ctx, m.dyn, gvr, si, clusters, present, cond); err != nil {
 				return fmt.Errorf("status of ServiceImport %s in %s: %w", key, m.name, err)
 			}
 			return nil
@@ -137,10 +141,11 @@ func (c *Controller) warnOnce(m *member, obj *mcsv1beta1.ServiceImport, reason, 
 	}
 }
 
-// writeImportStatus sets status.clusters and the Ready condition on a member's ServiceImport,
-// writing only if either changed. A v1alpha1 import has no status.conditions (Karmada's CRD).
+// writeImportStatus sets status.clusters, status.endpointSliceObjects (whether mirrored slices
+// exist for the import: mcs-api v0.5.2) and the Ready condition on a member's ServiceImport,
+// writing only if any changed. A v1alpha1 import has only status.clusters (Karmada's CRD).
 func writeImportStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, si *mcsv1beta1.ServiceImport,
-	clusters []string, cond metav1.Condition) error {
+	clusters []string, sliceObjects mcsv1beta1.EndpointSliceObjectsStatus, cond metav1.Condition) error {
 	withConditions := gvr.Version != "v1alpha1"
 	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var have []string
@@ -150,7 +155,7 @@ func writeImportStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.Gr
 		conds := slices.Clone(si.Status.Conditions)
 		cond.ObservedGeneration = si.Generation
 		cur := meta.FindStatusCondition(conds, cond.Type)
-		if slices.Equal(have, clusters) && (!withConditions || cur != nil && sameCondition(*cur, cond)) {
+		if slices.Equal(have, clusters) && (!withConditions || cur != nil && sameCondition(*cur, cond) && si.Status.EndpointSliceObjects == sliceObjects) {
 			return nil
 		}
 		meta.SetStatusCondition(&conds, cond)
@@ -160,6 +165,7 @@ func writeImportStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.Gr
 			out.Status.Clusters = append(out.Status.Clusters, mcsv1beta1.ClusterStatus{Cluster: id})
 		}
 		out.Status.Conditions = conds
+		out.Status.EndpointSliceObjects = sliceObjects
 		return updateStatus(ctx, dyn, gvr, out, func(fresh *unstructured.Unstructured) { si = mcs.ImportFrom(fresh) })
 	})
 }

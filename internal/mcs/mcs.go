@@ -3,8 +3,11 @@ package mcs
 import (
 	"crypto/sha256"
 	"encoding/base32"
+	"fmt"
 	"sort"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 )
@@ -82,4 +85,21 @@ func DerivedServiceName(prefix, namespace, name string) string {
 		prefix = DefaultDerivedPrefix
 	}
 	return prefix + hash
+}
+
+// DerivedServiceOf returns the name of the Service that carries the ClusterSetIP of a
+// ServiceImport ns/name with the given annotations: the one its AnnotationDerivedService names
+// (the user's choice, even the service's own name), else DerivedServiceName. A named Service that
+// is not a valid Service name (an RFC 1035 label) is not used: the default is, with an error
+// saying why. The DNS plugin and the controller follow this one rule.
+func DerivedServiceOf(prefix, namespace, name string, annotations map[string]string) (string, error) {
+	def := DerivedServiceName(prefix, namespace, name)
+	want, ok := annotations[AnnotationDerivedService]
+	if !ok || want == "" || want == def {
+		return def, nil
+	}
+	if errs := validation.IsDNS1035Label(want); len(errs) > 0 {
+		return def, fmt.Errorf("annotation %s=%q is not a valid Service name (%s); %s is used", AnnotationDerivedService, want, strings.Join(errs, "; "), def)
+	}
+	return want, nil
 }

@@ -65,3 +65,22 @@ func TestReservedKeys(t *testing.T) {
 		t.Error("WithoutReserved changed its input")
 	}
 }
+
+func TestDerivedServiceOf(t *testing.T) {
+	for _, tc := range []struct {
+		ann     map[string]string
+		want    string
+		wantErr bool
+	}{
+		{nil, "derived-serve", false},
+		{map[string]string{AnnotationDerivedService: "serve"}, "serve", false},
+		{map[string]string{AnnotationDerivedService: "serve-from-afar"}, "serve-from-afar", false},
+		{map[string]string{AnnotationDerivedService: "Not_A_Name"}, "derived-serve", true},
+		{map[string]string{AnnotationDerivedService: "1abc"}, "derived-serve", true},
+	} {
+		got, err := DerivedServiceOf(DefaultDerivedPrefix, "default", "serve", tc.ann)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("%v: %q, %v; want %q (error %v)", tc.ann, got, err, tc.want, tc.wantErr)
+		}
+	}
+}

@@ -66,7 +66,7 @@ func Unstructured(obj runtime.Object, gv schema.GroupVersion) (*unstructured.Uns
 	u := &unstructured.Unstructured{Object: m}
 	u.SetAPIVersion(gv.String())
 	if gv == mcsv1alpha1.SchemeGroupVersion && u.GetKind() == "ServiceImport" {
-		for _, f := range [][]string{{"spec", "ipFamilies"}, {"spec", "internalTrafficPolicy"}, {"spec", "trafficDistribution"}, {"status", "conditions"}} {
+		for _, f := range [][]string{{"spec", "ipFamilies"}, {"spec", "internalTrafficPolicy"}, {"spec", "trafficDistribution"}, {"status", "conditions"}, {"status", "endpointSliceObjects"}} {
 			unstructured.RemoveNestedField(u.Object, f...)
 		}
 	}

@@ -107,6 +107,9 @@ type serviceData struct {
 	imp             *object.ServiceImport
 	derived         *object.Service // may be nil
 	slices          []*object.EndpointSlice
+	// local is this cluster's id ("" if unknown): a headless import whose derived Service
+	// prefers close endpoints answers its service names with this cluster's, when it has any.
+	local string
 }
 
 // buildService computes every name, with its answers, that one imported service owns in zone,
@@ -353,8 +356,31 @@ func (b *builder) headless(d serviceData) {
 	groups = slices.CompactFunc(groups, func(x, y *group) bool { return x.cluster == y.cluster && x.label == y.label })
 	// Endpoints sharing ports are kept together, so each name's endpoints are a few ranges.
 	slices.SortStableFunc(groups, func(x, y *group) int { return x.set - y.set })
+	// The service's own names (its name and _port._proto names) answer the first scope
+	// endpoints: all of them, or, when the import prefers close endpoints (its
+	// trafficDistribution) and this cluster has ready ones, only this cluster's (moved first).
+	// Every endpoint keeps its own name.
+	scope := len(groups)
+	if d.local != "" && d.derived != nil && d.derived.PreferClose {
+		local := 0
+		for _, g := range groups {
+			if g.cluster == d.local {
+				local++
+			}
+		}
+		if local > 0 {
+			rank := func(g *group) int {
+				if g.cluster == d.local {
+					return 0
+				}
+				return 1
+			}
+			slices.SortStableFunc(groups, func(x, y *group) int { return rank(x) - rank(y) })
+			scope = local
+		}
+	}
 
-	hs := &headlessSet{eps: make([]endpoint, len(groups)), ttl: b.ttl, weight: uint16(max(1, 100/len(groups)))}
+	hs := &headlessSet{eps: make([]endpoint, len(groups)), ttl: b.ttl, weight: uint16(max(1, 100/scope))}
 	var n4, n6 int
 	for _, g := range groups {
 		n4 += len(g.v4)
@@ -376,10 +402,10 @@ func (b *builder) headless(d serviceData) {
 			aaaas = append(aaaas, *newAAAA("", b.ttl, ip).(*dns.AAAA))
 		}
 		e.aaaa = aaaas[lo:len(aaaas):len(aaaas)]
-		if len(e.a) > 0 {
+		if len(e.a) > 0 && i < scope {
 			hs.n4++
 		}
-		if len(e.aaaa) > 0 {
+		if len(e.aaaa) > 0 && i < scope {
 			hs.n6++
 		}
 		if g.cluster == "" {
@@ -403,10 +429,10 @@ func (b *builder) headless(d serviceData) {
 	// ranges (the endpoints whose set has that port).
 	byName := map[string]*node{}
 	var order []string
-	for lo := 0; lo < len(groups); {
+	for lo := 0; lo < scope; {
 		set := groups[lo].set
 		hi := lo + 1
-		for hi < len(groups) && groups[hi].set == set {
+		for hi < scope && groups[hi].set == set {
 			hi++
 		}
 		ports := sets.list[set]
@@ -441,7 +467,7 @@ func (b *builder) headless(d serviceData) {
 		}
 		lo = hi
 	}
-	svc.count = len(groups)
+	svc.count = scope
 }
 
 // portSets interns the port sets of a service's slices: sorted by name, protocol and number,

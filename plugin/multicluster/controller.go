@@ -14,6 +14,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/dynamic"
@@ -93,6 +94,15 @@ type dataController struct {
 	done   chan struct{}
 
 	pollInterval time.Duration
+
+	// fixedID is this cluster's id from the Corefile (clusterid); without it, local is the
+	// value of the cluster's ClusterProperty cluster.clusterset.k8s.io, followed every
+	// clusterIDPoll (see followClusterID). Headless imports that prefer close endpoints answer
+	// this cluster's first.
+	fixedID  string
+	local    atomic.Pointer[string]
+	idPolled time.Time
+	idDenied bool
 	// watchErrAt is when (Unix ns) an informer's watch last failed for a reason other than an
 	// expired resourceVersion; reconnects returns how many times the informers were replaced.
 	watchErrAt atomic.Int64
@@ -304,10 +314,67 @@ func (c *dataController) superviseImports(ctx context.Context) {
 			missingLogged = false
 			c.startImports(ctx, gvr)
 		}
+		if err == nil {
+			c.followClusterID(ctx)
+		}
 		c.updateState()
 		c.updateGauges()
 		return c.pollInterval
 	})
+}
+
+// clusterIDPoll is how often the ClusterProperty holding the cluster id is read.
+const clusterIDPoll = 10 * time.Second
+
+var clusterPropertyGVR = schema.GroupVersionResource{Group: "about.k8s.io", Version: "v1alpha1", Resource: "clusterproperties"}
+
+// localID is this cluster's id ("" if unknown).
+func (c *dataController) localID() string {
+	if c.fixedID != "" {
+		return c.fixedID
+	}
+	if p := c.local.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// followClusterID reads the cluster's ClusterProperty cluster.clusterset.k8s.io (KEP-2149), at
+// most every clusterIDPoll, unless the Corefile gives the id; when it changes, every import is
+// rebuilt. No ClusterProperty (or an invalid value) means no id; a failed read keeps the last.
+func (c *dataController) followClusterID(ctx context.Context) {
+	if c.fixedID != "" || time.Since(c.idPolled) < clusterIDPoll {
+		return
+	}
+	c.idPolled = time.Now()
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	id := ""
+	u, err := c.dyn.Resource(clusterPropertyGVR).Get(rctx, "cluster.clusterset.k8s.io", metav1.GetOptions{})
+	switch {
+	case err == nil:
+		id, _, _ = unstructured.NestedString(u.Object, "spec", "value")
+		if !validClusterID(id) {
+			log.Warningf("ClusterProperty cluster.clusterset.k8s.io holds %q, not a cluster id (one or two DNS labels); ignored", id)
+			id = ""
+		}
+	case apierrors.IsForbidden(err):
+		if !c.idDenied {
+			log.Warningf("may not read ClusterProperty cluster.clusterset.k8s.io (%v): no cluster id, so no local preference for close endpoints; grant get on clusterproperties.about.k8s.io or set clusterid", err)
+			c.idDenied = true
+		}
+	case apierrors.IsNotFound(err):
+	default:
+		return // transient: keep what we have
+	}
+	if id == c.localID() {
+		return
+	}
+	c.local.Store(&id)
+	log.Infof("cluster id %q (ClusterProperty cluster.clusterset.k8s.io)", id)
+	for _, key := range c.store.keys() {
+		c.rebuild(key)
+	}
 }
 
 func (c *dataController) startImports(ctx context.Context, gvr schema.GroupVersionResource) {
@@ -493,7 +560,7 @@ func (c *dataController) rebuild(key string) {
 		c.store.set(key, nil)
 		return
 	}
-	d := &serviceData{namespace: si.Namespace, name: si.Name, imp: si}
+	d := &serviceData{namespace: si.Namespace, name: si.Name, imp: si, local: c.localID()}
 	b := c.base.Load()
 	if obj, ok, _ := b.services.GetStore().GetByKey(dkey); ok {
 		d.derived, _ = obj.(*object.Service)

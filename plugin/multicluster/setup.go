@@ -38,6 +38,8 @@ type options struct {
 	kubeconfig, context string
 	startupTimeout      time.Duration
 	derivedPrefix       string
+	// clusterID, when set, is this cluster's id; otherwise its ClusterProperty's is followed.
+	clusterID string
 }
 
 func setup(c *caddy.Controller) error {
@@ -64,6 +66,7 @@ func setup(c *caddy.Controller) error {
 		return plugin.Error(pluginName, err)
 	}
 	ctrl := newDataController(client, dyn, disco, m.store, opts.derivedPrefix, m.namespaces, m.Zones[0])
+	ctrl.fixedID = opts.clusterID
 	ctrl.connErrors = conn
 	m.ctrl = ctrl
 
@@ -209,6 +212,15 @@ func parse(c *caddy.Controller) (*MultiCluster, options, error) {
 					return nil, opts, c.Errf("derived_prefix %q cannot start a Service name", a[0])
 				}
 				opts.derivedPrefix = a[0]
+			case "clusterid":
+				a := c.RemainingArgs()
+				if len(a) != 1 {
+					return nil, opts, c.ArgErr()
+				}
+				if !validClusterID(a[0]) {
+					return nil, opts, c.Errf("clusterid %q must be one or two DNS labels of at most 63 characters", a[0])
+				}
+				opts.clusterID = a[0]
 			default:
 				return nil, opts, c.Errf("unknown property '%s'", c.Val())
 			}

@@ -87,7 +87,13 @@ func ToServiceImport(obj any) (any, error) {
 			si.Ports = append(si.Ports, port)
 		}
 	}
-	si.DerivedService = v.Annotations[mcs.AnnotationDerivedService]
+	// Only a valid name (see mcs.DerivedServiceOf: the controller writes that one, else the
+	// default, which the plugin then derives from its own prefix).
+	if want := v.Annotations[mcs.AnnotationDerivedService]; want != "" {
+		if _, err := mcs.DerivedServiceOf("", v.Namespace, v.Name, v.Annotations); err == nil {
+			si.DerivedService = want
+		}
+	}
 	return si, nil
 }
 
@@ -195,6 +201,9 @@ func (*EndpointSlice) GetObjectKind() schema.ObjectKind { return schema.EmptyObj
 type Service struct {
 	metav1.ObjectMeta
 	ClusterIPs []netip.Addr
+	// PreferClose: its trafficDistribution asks for close endpoints (PreferClose,
+	// PreferSameZone, PreferSameNode).
+	PreferClose bool
 }
 
 // ToService converts a Service.
@@ -204,6 +213,12 @@ func ToService(obj any) (any, error) {
 		return obj, nil
 	}
 	s := &Service{ObjectMeta: meta(svc)}
+	if td := svc.Spec.TrafficDistribution; td != nil {
+		switch *td {
+		case "PreferClose", "PreferSameZone", "PreferSameNode":
+			s.PreferClose = true
+		}
+	}
 	ips := svc.Spec.ClusterIPs
 	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
 		ips = []string{svc.Spec.ClusterIP}
