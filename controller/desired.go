@@ -62,6 +62,10 @@ type importer struct {
 	// taken: a Service of the derived name exists in the member and is not ours (the user's, or
 	// another controller's): nothing is written there, nothing of it overwritten.
 	taken bool
+	// families: the IP families it imports with (the export's it serves; nil: unknown, the
+	// export's primary); noFamily: it serves none of them, and nothing is written there.
+	families []corev1.IPFamily
+	noFamily bool
 }
 
 // desiredWorks computes every Work the service ns/name needs: per importer, the derived Service,
@@ -74,7 +78,7 @@ func desiredWorks(ns, name, prefix string, exporters []exporter, importers []imp
 	}
 	var out []workObject
 	for _, imp := range importers {
-		if imp.taken {
+		if imp.taken || imp.noFamily {
 			continue
 		}
 		derived := imp.name
@@ -146,8 +150,13 @@ func derivedService(ns, name, derived string, exporters []exporter, imp importer
 	}
 	// A dual-stack-capable export gets a ClusterIP of every family the importer has (the
 	// ServiceImport then carries one ClusterSetIP per family); the primary family is the export's.
-	if len(first.IPFamilies) > 0 && svc.Spec.ClusterIP != corev1.ClusterIPNone {
-		svc.Spec.IPFamilies = first.IPFamilies[:1]
+	// Where the importer's families are known, only those it shares with the export.
+	families := first.IPFamilies
+	if imp.families != nil {
+		families = imp.families
+	}
+	if len(families) > 0 && svc.Spec.ClusterIP != corev1.ClusterIPNone {
+		svc.Spec.IPFamilies = families[:1]
 		if p := first.IPFamilyPolicy; p != nil && *p != corev1.IPFamilyPolicySingleStack {
 			prefer := corev1.IPFamilyPolicyPreferDualStack
 			svc.Spec.IPFamilyPolicy = &prefer

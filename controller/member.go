@@ -51,6 +51,8 @@ type member struct {
 	imports    cache.SharedIndexInformer
 	apiMissing atomic.Bool
 	cancelMCS  context.CancelFunc
+	// families are the IP families of the member's ServiceCIDRs (nil: unknown; families.go).
+	families []corev1.IPFamily
 
 	cancel    context.CancelFunc
 	startedAt time.Time
@@ -146,6 +148,7 @@ func (m *member) start(parent context.Context, enqueue func(string), onSynced fu
 	go m.namespaces.RunWithContext(ctx)
 	go func() {
 		m.followClusterID(ctx, func() {})
+		m.followFamilies(ctx, func() {})
 		mcs.Supervise(ctx, m.kube.Discovery(), m.superviseMCS(ctx, enqueue, onSynced))
 	}()
 	go func() {
@@ -181,6 +184,7 @@ func (m *member) superviseMCS(ctx context.Context, enqueue func(string), onIDCha
 	return func(apis mcs.APIs, err error) time.Duration {
 		if !first && err == nil {
 			m.followClusterID(ctx, onIDChange)
+			m.followFamilies(ctx, onIDChange)
 		}
 		first = false
 		se, okSE := apis.Preferred(mcs.ExportVersions)

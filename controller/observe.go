@@ -37,6 +37,8 @@ type observation struct {
 	// taken: importers where the derived Service's name is another's (see findTaken), and those
 	// names (the default one, or the one an importer chose).
 	taken, takenNames []string
+	// noFamily: importers that serve none of the export's IP families (families.go).
+	noFamily []string
 	// refused: members whose exports are refused for their cluster id, and why (clusterid.go).
 	refused map[string]string
 }
@@ -111,6 +113,7 @@ func (c *Controller) observe(ctx context.Context, ns, name string, members []*me
 		sort.Slice(o.importers, func(i, j int) bool { return o.importers[i].cluster < o.importers[j].cluster })
 	}
 	c.findTaken(o)
+	c.findFamilies(o)
 	return o
 }
 

@@ -21,6 +21,11 @@ func condition(t mcsv1beta1.ServiceExportConditionType, s metav1.ConditionStatus
 // because the derived Service's name is taken there.
 const ReasonDerivedServiceTaken mcsv1beta1.ServiceExportConditionReason = "DerivedServiceTaken"
 
+// ReasonIPFamilyNotSupported is the Ready reason of an export that some importer cannot import:
+// it serves none of the export's IP families (the import's Ready has mcs-api's reason of that
+// name).
+const ReasonIPFamilyNotSupported = mcsv1beta1.ServiceExportConditionReason(mcsv1beta1.ServiceImportReasonIPFamilyNotSupported)
+
 // pendingClusters are the importers still waiting for Karmada: a desired Work not applied yet,
 // or an automatic import whose ServiceImport waits for the derived Service's ClusterIP.
 func pendingClusters(o *observation, desired []workObject, applied map[string]bool) []string {
@@ -38,7 +43,7 @@ func pendingClusters(o *observation, desired []workObject, applied map[string]bo
 			}
 		}
 		for _, im := range o.importers {
-			if im.auto && !im.taken && !has[im.cluster] {
+			if im.auto && !im.taken && !im.noFamily && !has[im.cluster] {
 				pending = append(pending, im.cluster)
 			}
 		}
@@ -87,6 +92,10 @@ func exportReadyOf(o *observation, pending []string) metav1.Condition {
 		return condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionFalse, ReasonDerivedServiceTaken,
 			fmt.Sprintf("not imported in %s: a Service %s exists there that the controller did not write; it is left alone (delete or rename it to import there)",
 				strings.Join(o.taken, ", "), strings.Join(uniqueSorted(o.takenNames), ", ")))
+	case len(o.noFamily) > 0:
+		return condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionFalse, ReasonIPFamilyNotSupported,
+			fmt.Sprintf("not imported in %s: no Service CIDR there of the export's IP families (%s)",
+				strings.Join(o.noFamily, ", "), showFamilies(o.exporters[0].service.Spec.IPFamilies)))
 	case len(o.importers) == 0:
 		return condition(mcsv1beta1.ServiceExportConditionReady, metav1.ConditionTrue, mcsv1beta1.ServiceExportReasonExported,
 			"exported; no cluster imports it yet")
@@ -167,6 +176,12 @@ func importReady(o *observation, cluster string, pending []string) metav1.Condit
 	if slices.Contains(o.taken, cluster) {
 		return notReady("not imported here: the Service " + o.derivedIn(cluster) + " exists in " + cluster +
 			" and the controller did not write it; it is left alone (delete or rename it to import)")
+	}
+	if slices.Contains(o.noFamily, cluster) && len(exporters) > 0 {
+		return metav1.Condition{Type: string(mcsv1beta1.ServiceImportConditionReady), Status: metav1.ConditionFalse,
+			Reason: string(mcsv1beta1.ServiceImportReasonIPFamilyNotSupported),
+			Message: "not imported here: " + cluster + " has no Service CIDR of the export's IP families (" +
+				showFamilies(exporters[0].service.Spec.IPFamilies) + ")"}
 	}
 	withdrawn := ""
 	if len(drained) > 0 {

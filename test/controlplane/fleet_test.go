@@ -196,6 +196,11 @@ func run(m *testing.M) (int, error) {
 		if token {
 			env.ControlPlane.APIServer.Configure().Append("token-auth-file", tokens)
 		}
+		if name == "member1" {
+			// member1 is dual-stack (its Service CIDRs of both families), member2 IPv4 only:
+			// see TestIPFamilies.
+			env.ControlPlane.APIServer.Configure().Set("service-cluster-ip-range", "10.0.0.0/24,fd00:10::/108")
+		}
 		cfg, err := env.Start()
 		if err != nil {
 			return nil, fmt.Errorf("starting %s: %w", name, err)

@@ -1,0 +1,48 @@
+package controller
+
+import (
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+func TestImportFamilies(t *testing.T) {
+	v4, v6 := corev1.IPv4Protocol, corev1.IPv6Protocol
+	for _, tc := range []struct {
+		want, have, got []corev1.IPFamily
+		none            bool
+	}{
+		{want: []corev1.IPFamily{v6, v4}, have: []corev1.IPFamily{v4}, got: []corev1.IPFamily{v4}},
+		{want: []corev1.IPFamily{v6, v4}, have: []corev1.IPFamily{v4, v6}, got: []corev1.IPFamily{v6, v4}}, // the export's order
+		{want: []corev1.IPFamily{v6}, have: []corev1.IPFamily{v4}, got: []corev1.IPFamily{}, none: true},
+		{want: nil, have: []corev1.IPFamily{v4}, got: nil}, // export's families unknown
+		{want: []corev1.IPFamily{v6}, have: nil, got: nil}, // importer's unknown: no restriction
+	} {
+		got := importFamilies(tc.want, tc.have)
+		if !slices.Equal(got, tc.got) || (got != nil && len(got) == 0) != tc.none {
+			t.Errorf("importFamilies(%v, %v) = %#v, want %#v", tc.want, tc.have, got, tc.got)
+		}
+	}
+	// An importer that shares none gets no Works and its own reason; one that shares some has
+	// its derived Service's primary family among them.
+	exp := svc(corev1.ServicePort{Name: "http", Port: 80})
+	exp.Spec.IPFamilies = []corev1.IPFamily{v6, v4}
+	policy := corev1.IPFamilyPolicyRequireDualStack
+	exp.Spec.IPFamilyPolicy = &policy
+	ex := []exporter{{cluster: "member1", clusterID: "member1", service: exp}}
+	works, err := desiredWorks("default", "serve", "derived-", ex, []importer{
+		{cluster: "member2", name: "derived-serve", families: []corev1.IPFamily{v4}},
+		{cluster: "member3", name: "derived-serve", families: []corev1.IPFamily{}, noFamily: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(works) != 1 || works[0].cluster != "member2" {
+		t.Fatalf("works %+v, want member2's derived Service only", works)
+	}
+	spec := works[0].manifest["spec"].(map[string]any)
+	if fams := spec["ipFamilies"].([]any); len(fams) != 1 || fams[0] != "IPv4" {
+		t.Errorf("member2's derived Service ipFamilies %v, want [IPv4]", fams)
+	}
+}
