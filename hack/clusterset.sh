@@ -49,6 +49,10 @@ declare -A KWOK_PORT=([member1]=$((P + 35)) [member2]=$((P + 36)))
 # Networks, as Karmada's local-up: pod and service CIDRs never overlap between members.
 declare -A POD_CIDR=([member1]=10.10.0.0/16 [member2]=10.12.0.0/16)
 declare -A SVC_CIDR=([karmada]=10.96.0.0/16 [member1]=10.11.0.0/16 [member2]=10.13.0.0/16)
+# member1's apiserver also has an IPv6 Service CIDR (its ServiceCIDRs are dual-stack: the MCS IP
+# family tests import a dual-stack and an IPv6-only export into IPv4-only member2). Nothing routes
+# IPv6: kube-proxy and the pods stay IPv4.
+declare -A APISERVER_SVC_CIDR=([member1]=10.11.0.0/16,fd00:11::/108)
 declare -A NODE_IP=([member1]=172.30.1.1 [member2]=172.30.2.1)
 declare -A DNS_IP=([member1]=10.11.0.10 [member2]=10.13.0.10)
 # Network namespaces: the node of member M is $NETNS-M, its pods $NETNS-M-<uid>.
@@ -233,7 +237,7 @@ start_apiserver() {
     --cert-dir "$DIR/apiserver-$c" --tls-cert-file "$PKI/apiserver-$c.crt" --tls-private-key-file "$PKI/apiserver-$c.key" \
     --client-ca-file "$PKI/ca.crt" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" --etcd-prefix "/registry-$c" \
-    --service-cluster-ip-range "${SVC_CIDR[$c]}" --endpoint-reconciler-type none --allow-privileged \
+    --service-cluster-ip-range "${APISERVER_SVC_CIDR[$c]:-${SVC_CIDR[$c]}}" --endpoint-reconciler-type none --allow-privileged \
     --service-account-issuer "https://kubernetes.default.svc.$c" --service-account-key-file "$PKI/sa.pub" \
     --service-account-signing-key-file "$PKI/sa.key" \
     --requestheader-client-ca-file "$PKI/front-proxy-ca.crt" --requestheader-allowed-names front-proxy-client \

@@ -147,7 +147,12 @@ func TestAutomaticImports(t *testing.T) {
 		if beta {
 			want["spec.trafficDistribution"] = "PreferClose"
 			want["spec.internalTrafficPolicy"] = "Cluster"
+			// member1's Service CIDRs are dual-stack, member2's IPv4 only: each imports the
+			// dual-stack-capable export with the families it has (mcs-api v0.5.2).
 			want["spec.ipFamilies"] = "[IPv4]"
+			if m == clusterset.Member1 {
+				want["spec.ipFamilies"] = "[IPv4 IPv6]"
+			}
 		} else {
 			want["spec.trafficDistribution"] = "<nil>"
 		}

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
 )
@@ -458,4 +460,92 @@ metadata: {name: db, namespace: %[1]s}
 		env.KubectlT(t, m, "", "-n", ns, "patch", "service", "db", "--type=merge", "-p", `{"spec":{"trafficDistribution":null}}`)
 	}
 	answers("every cluster's without the preference", "10.10.9.101", "10.12.9.101")
+}
+
+// TestIPFamilyNotSupported: member1's Service CIDRs are dual-stack, member2's IPv4 only. An
+// IPv6-only export of member1 is imported in member1 and not in member2: member2's ServiceImport
+// is Ready=False/IPFamilyNotSupported, the export Ready=False/IPFamilyNotSupported naming member2,
+// and no derived Service is written there. A dual-stack export is imported in member2 with IPv4.
+func TestIPFamilyNotSupported(t *testing.T) {
+	ctx := context.Background()
+	env.UseMCSAPICRDs(t)
+	env.StartController(t)
+	ns := uniqueNS("families")
+	memberNamespace(t, ns, "derived-v6")
+	m1, m2 := env.Client(t, clusterset.Member1), env.Client(t, clusterset.Member2)
+	export := func(name, policy, families, addrType, ip string) {
+		env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[2]s, namespace: %[1]s}
+spec:
+  ipFamilyPolicy: %[3]s
+  ipFamilies: %[4]s
+  ports: [{name: http, port: 8080, protocol: TCP}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: %[2]s-manual
+  namespace: %[1]s
+  labels: {kubernetes.io/service-name: %[2]s}
+addressType: %[5]s
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+- addresses: [%[6]q]
+  conditions: {ready: true}
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: %[2]s, namespace: %[1]s}
+`, ns, name, policy, families, addrType, ip), "apply", "-f", "-")
+	}
+	export("v6", "SingleStack", "[IPv6]", "IPv6", "fd00:10::1")
+	export("dual", "RequireDualStack", "[IPv6, IPv4]", "IPv4", "10.10.9.111")
+
+	expectConditionsWithin(t, 60*time.Second, clusterset.Member1, ns, "v6", map[string]string{"Ready": "False/IPFamilyNotSupported"})
+	u, err := env.Dynamic(t, clusterset.Member1).Resource(seGVR).Namespace(ns).Get(ctx, "v6", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, msg := condition(u, "Ready"); !strings.Contains(msg, "member2") || !strings.Contains(msg, "IPv6") {
+		t.Errorf("export's Ready message %q names neither member2 nor IPv6", msg)
+	}
+	families := func(c kubernetes.Interface, name string) ([]corev1.IPFamily, error) {
+		svc, err := c.CoreV1().Services(ns).Get(ctx, "derived-"+name, metav1.GetOptions{})
+		if err != nil {
+			return nil, err
+		}
+		return svc.Spec.IPFamilies, nil
+	}
+	clusterset.Eventually(t, 60*time.Second, "derived-v6 in member1 (IPv6), derived-dual in both (member2: IPv4 only)", func() error {
+		if f, err := families(m1, "v6"); err != nil || !slices.Equal(f, []corev1.IPFamily{corev1.IPv6Protocol}) {
+			return fmt.Errorf("member1 derived-v6 %v (err=%v)", f, err)
+		}
+		if f, err := families(m1, "dual"); err != nil || !slices.Equal(f, []corev1.IPFamily{corev1.IPv6Protocol, corev1.IPv4Protocol}) {
+			return fmt.Errorf("member1 derived-dual %v (err=%v)", f, err)
+		}
+		if f, err := families(m2, "dual"); err != nil || !slices.Equal(f, []corev1.IPFamily{corev1.IPv4Protocol}) {
+			return fmt.Errorf("member2 derived-dual %v (err=%v)", f, err)
+		}
+		return nil
+	})
+	if _, err := m2.CoreV1().Services(ns).Get(ctx, "derived-v6", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("derived-v6 in IPv4-only member2: err=%v, want NotFound", err)
+	}
+	// member2 asks for v6 with a ServiceImport of its own: it says why it has nothing.
+	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1beta1
+kind: ServiceImport
+metadata: {name: v6, namespace: %s}
+spec: {type: ClusterSetIP, ports: [{name: http, port: 8080, protocol: TCP}]}
+`, ns), "apply", "-f", "-")
+	clusterset.Eventually(t, 60*time.Second, "member2's ServiceImport v6 Ready=False/IPFamilyNotSupported", func() error {
+		si, err := env.Dynamic(t, clusterset.Member2).Resource(siV1beta1GVR).Namespace(ns).Get(ctx, "v6", metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if s, r, msg := condition(si, "Ready"); s+"/"+r != "False/IPFamilyNotSupported" {
+			return fmt.Errorf("Ready %s/%s (%s)", s, r, msg)
+		}
+		return nil
+	})
 }
