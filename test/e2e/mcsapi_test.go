@@ -320,10 +320,12 @@ metadata: {name: db, namespace: %[1]s}
 	answers("10.10.9.81")
 }
 
-// TestDerivedServiceNameChosen: member2's ServiceImport names the derived Service in its
+// TestDerivedServiceNameChosen: the user's ServiceImport template on Karmada (as the seed's
+// 03-import.yaml, placed in member2) names the derived Service in its
 // multicluster.kubernetes.io/derived-service annotation (what users ask of Karmada and GKE
-// offers): that Service is written (no derived-echo), and member2's coredns-mcs answers with its
-// ClusterIP. The annotation changed to the service's own name, the Service echo replaces it.
+// offers): that Service is written in member2 (no derived-echo), and member2's coredns-mcs answers
+// with its ClusterIP. The annotation changed to the service's own name, the Service echo replaces
+// it.
 func TestDerivedServiceNameChosen(t *testing.T) {
 	ctx := context.Background()
 	env.PropagateMCSCRDs(t)
@@ -332,14 +334,26 @@ func TestDerivedServiceNameChosen(t *testing.T) {
 	ns := uniqueNS("chosen")
 	memberNamespace(t, ns, "derived-echo")
 	m2 := env.Client(t, clusterset.Member2)
+	env.KubectlT(t, clusterset.Karmada, "", "create", "namespace", ns)
+	t.Cleanup(func() {
+		env.Run(clusterset.Karmada, "", "-n", ns, "delete", "serviceimports.v1alpha1.multicluster.x-k8s.io,propagationpolicies.policy.karmada.io", "--all")
+		env.Run(clusterset.Karmada, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
+	})
 	importAs := func(derived string) {
-		env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
+		env.KubectlT(t, clusterset.Karmada, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceImport
 metadata:
   name: echo
-  namespace: %s
-  annotations: {multicluster.kubernetes.io/derived-service: %s}
+  namespace: %[1]s
+  annotations: {multicluster.kubernetes.io/derived-service: %[2]s}
 spec: {type: ClusterSetIP, ports: [{name: http, port: 8080, protocol: TCP}]}
+---
+apiVersion: policy.karmada.io/v1alpha1
+kind: PropagationPolicy
+metadata: {name: echo-import-policy, namespace: %[1]s}
+spec:
+  resourceSelectors: [{apiVersion: multicluster.x-k8s.io/v1alpha1, kind: ServiceImport, name: echo}]
+  placement: {clusterAffinity: {clusterNames: [member2]}}
 `, ns, derived), "apply", "-f", "-")
 	}
 	importAs("echo-from-afar")
