@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
@@ -83,16 +84,16 @@ func TestMemberFailure(t *testing.T) {
 		}
 		return ips
 	}
+	var svc *corev1.Service
 	clusterset.Eventually(t, 30*time.Second, "derived-echo with member1's endpoint in member2", func() error {
 		if ips := endpoints(); !slices.Equal(ips, []string{"10.10.6.6"}) {
 			return fmt.Errorf("endpoints %v", ips)
 		}
-		return nil
+		// Karmada applies the Works in no set order: the slices may come before the Service.
+		var err error
+		svc, err = m2.CoreV1().Services(ns).Get(ctx, "derived-echo", metav1.GetOptions{})
+		return err
 	})
-	svc, err := m2.CoreV1().Services(ns).Get(ctx, "derived-echo", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	// drain
 	t0 := time.Now()
