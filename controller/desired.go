@@ -111,6 +111,9 @@ func desiredWorks(ns, name, prefix string, exporters []exporter, importers []imp
 		}
 		for _, ex := range exporters {
 			for _, src := range ex.slices {
+				if !sliceFamilyServed(src.AddressType, imp.families) {
+					continue // addresses the importer has no family for (families.go)
+				}
 				es := mirrorSlice(ns, name, derived, ex.clusterID, src, ex.service.Spec.PublishNotReadyAddresses)
 				w, err := newWork(imp.cluster, workName("eps", ns, name, ex.cluster+"/"+src.Name+as), ex.cluster, es, true)
 				if err != nil {

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
@@ -124,4 +125,19 @@ func showFamilies(fs []corev1.IPFamily) string {
 		s[i] = string(f)
 	}
 	return strings.Join(s, ", ")
+}
+
+// sliceFamilyServed reports whether an importer with families (nil: unknown) takes slices of
+// addressType: an IPv6 slice is of no use to an IPv4-only importer (nor IPv4 to IPv6-only), and
+// its DNS would answer addresses nothing there can reach. FQDN slices always pass.
+func sliceFamilyServed(addressType discoveryv1.AddressType, families []corev1.IPFamily) bool {
+	switch {
+	case families == nil:
+		return true
+	case addressType == discoveryv1.AddressTypeIPv4:
+		return slices.Contains(families, corev1.IPv4Protocol)
+	case addressType == discoveryv1.AddressTypeIPv6:
+		return slices.Contains(families, corev1.IPv6Protocol)
+	}
+	return true
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 )
 
 func TestImportFamilies(t *testing.T) {
@@ -42,6 +43,27 @@ func TestImportFamilies(t *testing.T) {
 		t.Fatalf("works %+v, want member2's derived Service only", works)
 	}
 	spec := works[0].manifest["spec"].(map[string]any)
+	// The slices follow the importer's families: an IPv6 slice goes only where IPv6 is served.
+	v6slice := srcSlice("serve-v6", "", "fd00:1::5")
+	v6slice.AddressType = discoveryv1.AddressTypeIPv6
+	ex[0].slices = []*discoveryv1.EndpointSlice{srcSlice("serve-v4", "", "10.10.0.5"), v6slice}
+	byCluster := map[string]int{}
+	all, err := desiredWorks("default", "serve", "derived-", ex, []importer{
+		{cluster: "member2", name: "derived-serve", families: []corev1.IPFamily{v4}},
+		{cluster: "member1", name: "derived-serve", families: []corev1.IPFamily{v6, v4}},
+		{cluster: "member9", name: "derived-serve"}, // families unknown
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range all {
+		if w.manifest["kind"] == "EndpointSlice" {
+			byCluster[w.cluster]++
+		}
+	}
+	if byCluster["member2"] != 1 || byCluster["member1"] != 2 || byCluster["member9"] != 2 {
+		t.Errorf("mirrored slices per importer %v, want member2 1 (IPv4), member1 2, member9 2", byCluster)
+	}
 	if fams := spec["ipFamilies"].([]any); len(fams) != 1 || fams[0] != "IPv4" {
 		t.Errorf("member2's derived Service ipFamilies %v, want [IPv4]", fams)
 	}
