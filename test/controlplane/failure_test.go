@@ -80,6 +80,9 @@ func TestRestart(t *testing.T) {
 	serve(t, m1, ns, "cart", false, 80, "10.10.5.5")
 	export(t, m1, ns, "cart")
 	expectImported(t, m2, ns, "cart", "10.10.5.5")
+	// Converged (every Work applied, the automatic imports' included, which wait for the derived
+	// Services' ClusterIPs) before the Works are counted.
+	expectExportCondition(t, m1, ns, "cart", "Ready", "True/Exported")
 	works, err := ourWorks(ns)
 	if err != nil {
 		t.Fatal(err)

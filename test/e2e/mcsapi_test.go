@@ -5,7 +5,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -398,19 +397,7 @@ spec:
 // it is not; once the preference is gone (the oldest export, member1's, decides), with both.
 func TestHeadlessPreferClose(t *testing.T) {
 	env.PropagateMCSCRDs(t)
-	env.KubectlT(t, clusterset.Member2, "", "apply", "-f", filepath.Join(env.Root, "test", "testdata", "clusterproperty-crd.yaml"))
-	t.Cleanup(func() {
-		env.Run(clusterset.Member2, "", "delete", "crd", "clusterproperties.about.k8s.io", "--ignore-not-found")
-	})
-	clusterset.Eventually(t, 30*time.Second, "ClusterProperty CRD established in member2", func() error {
-		_, err := env.Run(clusterset.Member2, "", "get", "clusterproperties.about.k8s.io")
-		return err
-	})
-	env.KubectlT(t, clusterset.Member2, `apiVersion: about.k8s.io/v1alpha1
-kind: ClusterProperty
-metadata: {name: cluster.clusterset.k8s.io}
-spec: {value: member2}
-`, "apply", "-f", "-")
+	clusterPropertyIn(t, clusterset.Member2, "member2")
 	env.StartController(t)
 	dns := env.StartMemberDNS(t, clusterset.Member2)
 	ns := uniqueNS("close")

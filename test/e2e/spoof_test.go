@@ -59,19 +59,7 @@ func TestCollidingOldWorkNamesBothImported(t *testing.T) {
 // under its own name (the test could have seen its address).
 func TestDuplicateClusterIDRefused(t *testing.T) {
 	env.PropagateMCSCRDs(t)
-	env.KubectlT(t, clusterset.Member2, "", "apply", "-f", filepath.Join(env.Root, "test", "testdata", "clusterproperty-crd.yaml"))
-	t.Cleanup(func() {
-		env.Run(clusterset.Member2, "", "delete", "crd", "clusterproperties.about.k8s.io", "--ignore-not-found")
-	})
-	clusterset.Eventually(t, 30*time.Second, "ClusterProperty CRD established in member2", func() error {
-		_, err := env.Run(clusterset.Member2, "", "get", "clusterproperties.about.k8s.io")
-		return err
-	})
-	env.KubectlT(t, clusterset.Member2, `apiVersion: about.k8s.io/v1alpha1
-kind: ClusterProperty
-metadata: {name: cluster.clusterset.k8s.io}
-spec: {value: member1}
-`, "apply", "-f", "-")
+	clusterPropertyIn(t, clusterset.Member2, "member1")
 	ns := uniqueNS("dupid")
 	env.StartController(t)
 	dns := env.StartMemberDNS(t, clusterset.Member1)
@@ -310,4 +298,24 @@ spec:
 	t.Logf("requests the trap saw, by token: %d with the refused one (none ours), %d with the control token",
 		len(seen["a-token-that-must-stay-here"]), len(seen["a-token-for-the-control"]))
 	mu.Unlock()
+}
+
+// clusterPropertyIn installs the ClusterProperty CRD (KEP-2149) in member, removed again when the
+// test ends (after the controller and coredns-mcs it starts later have stopped), and sets the
+// member's cluster.clusterset.k8s.io to id.
+func clusterPropertyIn(t *testing.T, member, id string) {
+	t.Helper()
+	env.KubectlT(t, member, "", "apply", "-f", filepath.Join(env.Root, "test", "testdata", "clusterproperty-crd.yaml"))
+	t.Cleanup(func() {
+		env.Run(member, "", "delete", "crd", "clusterproperties.about.k8s.io", "--ignore-not-found")
+	})
+	clusterset.Eventually(t, 30*time.Second, "ClusterProperty CRD established in "+member, func() error {
+		_, err := env.Run(member, "", "get", "clusterproperties.about.k8s.io")
+		return err
+	})
+	env.KubectlT(t, member, fmt.Sprintf(`apiVersion: about.k8s.io/v1alpha1
+kind: ClusterProperty
+metadata: {name: cluster.clusterset.k8s.io}
+spec: {value: %s}
+`, id), "apply", "-f", "-")
 }
