@@ -642,28 +642,34 @@ func echoIn(t *testing.T, member, ns, ip string, port int) {
 // EndpointSlice <name>-manual, and its ServiceExport.
 func serviceIn(t testing.TB, member, ns, name, ip string, port int) {
 	t.Helper()
-	env.KubectlT(t, member, fmt.Sprintf(`apiVersion: v1
+	env.KubectlT(t, member, exportYAML(ns, name, "", fmt.Sprintf("[{name: http, port: %d, protocol: TCP}]", port), "IPv4",
+		fmt.Sprintf("[{addresses: [%q], conditions: {ready: true}}]", ip)), "apply", "-f", "-")
+}
+
+// exportYAML is what a member holds for an export, for kubectl apply: Service name in ns with
+// the spec fields given (YAML flow-map entries, may be empty) and ports (a YAML flow sequence),
+// its EndpointSlice <name>-manual of addrType with those ports and endpoints (a YAML flow
+// sequence), and its ServiceExport.
+func exportYAML(ns, name, spec, ports, addrType, endpoints string) string {
+	if spec != "" {
+		spec += ", "
+	}
+	return fmt.Sprintf(`apiVersion: v1
 kind: Service
-metadata: {name: %[4]s, namespace: %[1]s}
-spec:
-  ports: [{name: http, port: %[3]d, protocol: TCP}]
+metadata: {name: %[2]s, namespace: %[1]s}
+spec: {%[3]sports: %[4]s}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
-metadata:
-  name: %[4]s-manual
-  namespace: %[1]s
-  labels: {kubernetes.io/service-name: %[4]s}
-addressType: IPv4
-ports: [{name: http, port: %[3]d, protocol: TCP}]
-endpoints:
-- addresses: [%[2]q]
-  conditions: {ready: true}
+metadata: {name: %[2]s-manual, namespace: %[1]s, labels: {kubernetes.io/service-name: %[2]s}}
+addressType: %[5]s
+ports: %[4]s
+endpoints: %[6]s
 ---
 apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceExport
-metadata: {name: %[4]s, namespace: %[1]s}
-`, ns, ip, port, name), "apply", "-f", "-")
+metadata: {name: %[2]s, namespace: %[1]s}
+`, ns, name, spec, ports, addrType, endpoints)
 }
 
 // importEcho imports echo (http 8080) into member2.

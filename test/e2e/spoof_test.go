@@ -65,30 +65,8 @@ func TestDuplicateClusterIDRefused(t *testing.T) {
 	dns := env.StartMemberDNS(t, clusterset.Member1)
 	memberNamespace(t, ns, "derived-db")
 	for member, ip := range map[string]string{clusterset.Member1: "10.10.6.51", clusterset.Member2: "10.12.6.51"} {
-		env.KubectlT(t, member, fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: db, namespace: %[1]s}
-spec:
-  clusterIP: None
-  ports: [{name: pg, port: 5432, protocol: TCP}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: db-manual
-  namespace: %[1]s
-  labels: {kubernetes.io/service-name: db}
-addressType: IPv4
-ports: [{name: pg, port: 5432, protocol: TCP}]
-endpoints:
-- addresses: [%[2]q]
-  hostname: db-0
-  conditions: {ready: true}
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: {name: db, namespace: %[1]s}
-`, ns, ip), "apply", "-f", "-")
+		env.KubectlT(t, member, exportYAML(ns, "db", "clusterIP: None", "[{name: pg, port: 5432, protocol: TCP}]", "IPv4",
+			fmt.Sprintf("[{addresses: [%q], hostname: db-0, conditions: {ready: true}}]", ip)), "apply", "-f", "-")
 	}
 	expectConditions(t, clusterset.Member2, ns, "db", map[string]string{"Valid": "False/ClusterIDConflict"})
 	expectConditions(t, clusterset.Member1, ns, "db", map[string]string{"Valid": "True/Valid"})
