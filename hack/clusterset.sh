@@ -45,6 +45,10 @@ KARMADA_SCHED_METRICS_PORT=$((P + 27)) KARMADA_SCHED_HEALTH_PORT=$((P + 28))
 declare -A KCM_PORT=([member1]=$((P + 31)) [member2]=$((P + 32)))
 declare -A SCHED_PORT=([member1]=$((P + 33)) [member2]=$((P + 34)))
 declare -A KWOK_PORT=([member1]=$((P + 35)) [member2]=$((P + 36)))
+# The node's kubelet API as the apiserver sees it (Node daemonEndpoints): the node agent serves
+# exec, attach and port-forward there and passes every other path to kwok. Without the data path
+# (no node agent), the Node points at kwok itself.
+declare -A NODEAGENT_PORT=([member1]=$((P + 37)) [member2]=$((P + 38)))
 
 # Networks, as Karmada's local-up: pod and service CIDRs never overlap between members.
 declare -A POD_CIDR=([member1]=10.10.0.0/16 [member2]=10.12.0.0/16)
@@ -179,6 +183,7 @@ make_pki() {
     "DNS:karmada-aggregated-apiserver.karmada-system.svc,DNS:localhost,IP:127.0.0.1" server
   cert karmada-webhook karmada-webhook "" "DNS:localhost,IP:127.0.0.1" server
   cert kwok kwok "" "DNS:localhost,IP:127.0.0.1" server
+  cert apiserver-kubelet-client kube-apiserver-kubelet-client "" "" client
   mkdir -p "$PKI/webhook"
   cp "$PKI/karmada-webhook.crt" "$PKI/webhook/tls.crt"
   cp "$PKI/karmada-webhook.key" "$PKI/webhook/tls.key"
@@ -230,7 +235,8 @@ start_apiserver() {
   if [ "$c" = karmada ]; then
     extra=(--authorization-mode RBAC --disable-admission-plugins StorageObjectInUseProtection,ServiceAccount)
   else
-    extra=(--authorization-mode RBAC --kubelet-preferred-address-types InternalDNS,InternalIP,Hostname)
+    extra=(--authorization-mode RBAC --kubelet-preferred-address-types InternalDNS,InternalIP,Hostname
+      --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" --kubelet-client-key "$PKI/apiserver-kubelet-client.key")
   fi
   start "apiserver-$c" "${APISERVER_PORT[$c]}" -- "$KUBE_DIR/kube-apiserver" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "${APISERVER_PORT[$c]}" \
@@ -315,7 +321,8 @@ start_karmada_controllers() {
 }
 
 kwok_config() { # kwok_config MEMBER: a KwokConfiguration followed by the stages kwok needs.
-  local c=$1 s=$KWOK_DIR/stage
+  local c=$1 s=$KWOK_DIR/stage node_port=${KWOK_PORT[$1]}
+  if datapath_enabled; then node_port=${NODEAGENT_PORT[$1]}; fi
   cat <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokConfiguration
@@ -325,7 +332,7 @@ options:
   manageAllNodes: false
   manageNodesWithAnnotationSelector: kwok.x-k8s.io/node=fake
   serverAddress: 127.0.0.1:${KWOK_PORT[$c]}
-  nodePort: ${KWOK_PORT[$c]}
+  nodePort: $node_port
   tlsCertFile: $PKI/kwok.crt
   tlsPrivateKeyFile: $PKI/kwok.key
   enableCRDs: [Logs]
@@ -609,8 +616,10 @@ datapath_up() {
     start "kube-proxy-$c" -- ip netns exec "$ns" "$KUBE_DIR/kube-proxy" --kubeconfig "$KCFG/$c.config" \
       --hostname-override "$c-control-plane" --proxy-mode iptables --conntrack-max-per-core 0 \
       --cluster-cidr "${POD_CIDR[$c]}" --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256
-    start "nodeagent-$c" -- "$BIN/nodeagent" --kubeconfig "$KCFG/$c.config" --node "$c-control-plane" --member "$c" \
-      --prefix "$NETNS" --node-netns "$ns" --state-dir "$DIR/pods/$c" --bin-dir "$BIN" --cluster-dns "${DNS_IP[$c]}"
+    start "nodeagent-$c" "${NODEAGENT_PORT[$c]}" -- "$BIN/nodeagent" --kubeconfig "$KCFG/$c.config" --node "$c-control-plane" --member "$c" \
+      --prefix "$NETNS" --node-netns "$ns" --state-dir "$DIR/pods/$c" --bin-dir "$BIN" --cluster-dns "${DNS_IP[$c]}" \
+      --kubelet-address "127.0.0.1:${NODEAGENT_PORT[$c]}" --tls-cert-file "$PKI/kwok.crt" --tls-private-key-file "$PKI/kwok.key" \
+      --client-ca-file "$PKI/ca.crt" --kwok-url "https://127.0.0.1:${KWOK_PORT[$c]}"
     # kube-dns: the member's cluster DNS Service. Its endpoint is the node (host network, like a
     # hostNetwork DNS pod); `hack/clusterset.sh dns MEMBER` runs coredns-mcs there.
     cat <<YAML | apply "$c" -f -

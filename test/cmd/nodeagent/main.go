@@ -11,19 +11,16 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"fmt"
-	"os"
-	"os/exec"
+	"net"
+	"net/http"
 	"os/signal"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"syscall"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -40,31 +37,22 @@ import (
 	"k8s.io/klog/v2"
 )
 
-// images maps an image repository to the program (in --bin-dir) that plays it.
-var images = map[string]string{
-	"jeremyot/serve":   "serve",
-	"jeremyot/request": "request",
-}
-
 type options struct {
 	kubeconfig, node, member, prefix, nodeNetns, stateDir, binDir string
 	dnsIP, clusterDomain                                          string
+	kubeletAddr, tlsCert, tlsKey, clientCA, kwokURL               string
 }
 
 type agent struct {
-	opt  options
-	kube kubernetes.Interface
-	dyn  dynamic.Interface
-	pods cache.Indexer
+	opt     options
+	kube    kubernetes.Interface
+	dyn     dynamic.Interface
+	pods    cache.Indexer
+	statusQ workqueue.TypedRateLimitingInterface[string]
 
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox // by namespace/name
-}
-
-type sandbox struct {
-	uid, ip, netns, veth, dir string
-	procs                     []*exec.Cmd
-	done                      []chan struct{}
+	unknown   map[string]bool     // images already said to be not run
 }
 
 var logsGVR = schema.GroupVersionResource{Group: "kwok.x-k8s.io", Version: "v1alpha1", Resource: "logs"}
@@ -80,6 +68,11 @@ func main() {
 	flag.StringVar(&o.binDir, "bin-dir", "", "directory holding the serve and request programs")
 	flag.StringVar(&o.dnsIP, "cluster-dns", "", "nameserver written into pods' resolv.conf")
 	flag.StringVar(&o.clusterDomain, "cluster-domain", "cluster.local", "cluster domain for the resolv.conf search path")
+	flag.StringVar(&o.kubeletAddr, "kubelet-address", "", "host:port to serve the node's kubelet API on (exec, attach, port-forward; the rest goes to --kwok-url); empty: none")
+	flag.StringVar(&o.tlsCert, "tls-cert-file", "", "serving certificate of the kubelet API")
+	flag.StringVar(&o.tlsKey, "tls-private-key-file", "", "key of --tls-cert-file")
+	flag.StringVar(&o.clientCA, "client-ca-file", "", "CA of the clients (the apiserver's kubelet client certificate) and of kwok's serving certificate")
+	flag.StringVar(&o.kwokURL, "kwok-url", "", "kwok's kubelet server, for every path the agent does not serve (containerLogs, healthz, …)")
 	klog.InitFlags(nil)
 	flag.Parse()
 	for name, v := range map[string]string{"kubeconfig": o.kubeconfig, "node": o.node, "member": o.member,
@@ -92,16 +85,36 @@ func main() {
 	if err != nil {
 		klog.Exitf("kubeconfig: %v", err)
 	}
-	a := &agent{opt: o, sandboxes: map[string]*sandbox{}}
+	a := &agent{opt: o, sandboxes: map[string]*sandbox{}, unknown: map[string]bool{}}
 	a.kube = kubernetes.NewForConfigOrDie(cfg)
 	a.dyn = dynamic.NewForConfigOrDie(cfg)
+	a.statusQ = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	if o.kubeletAddr != "" {
+		srv, err := a.kubeletServer(o.kubeletAddr, o.tlsCert, o.tlsKey, o.clientCA, o.kwokURL)
+		if err != nil {
+			klog.Exitf("kubelet API: %v", err)
+		}
+		ln, err := net.Listen("tcp", o.kubeletAddr)
+		if err != nil {
+			klog.Exitf("kubelet API: %v", err)
+		}
+		go func() {
+			if err := srv.ServeTLS(ln, "", ""); err != nil && err != http.ErrServerClosed {
+				klog.Errorf("kubelet API: %v", err)
+			}
+		}()
+		defer srv.Close()
+		klog.Infof("serving the kubelet API (exec, attach, port-forward) on https://%s; other paths go to %s", o.kubeletAddr, o.kwokURL)
+	}
 	a.removeStale()
+	go a.statusLoop(ctx)
 	if err := a.run(ctx); err != nil {
 		klog.Errorf("%v", err)
 	}
+	a.statusQ.ShutDown()
 	a.teardownAll()
 	klog.Infof("stopped; every pod namespace removed")
 }
@@ -174,156 +187,8 @@ func (a *agent) sync(ctx context.Context, key string) error {
 	a.mu.Lock()
 	a.sandboxes[key] = sb
 	a.mu.Unlock()
+	a.reportStatus(key)
 	return nil
-}
-
-func (a *agent) netnsName(uid string) string {
-	return fmt.Sprintf("%s-%s-%s", a.opt.prefix, a.opt.member, strings.ReplaceAll(uid, "-", "")[:10])
-}
-
-func (a *agent) create(ctx context.Context, pod *corev1.Pod) (*sandbox, error) {
-	uid := string(pod.UID)
-	sb := &sandbox{uid: uid, ip: pod.Status.PodIP, netns: a.netnsName(uid),
-		veth: "cv" + strings.ReplaceAll(uid, "-", "")[:10],
-		dir:  filepath.Join(a.opt.stateDir, fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, uid))}
-	if err := os.MkdirAll(sb.dir, 0o755); err != nil {
-		return nil, err
-	}
-	node := a.opt.nodeNetns
-	steps := [][]string{
-		{"netns", "add", sb.netns},
-		{"-n", sb.netns, "link", "set", "lo", "up"},
-		{"-n", node, "link", "add", sb.veth, "type", "veth", "peer", "name", "eth0", "netns", sb.netns},
-		{"-n", node, "addr", "add", "169.254.1.1/32", "dev", sb.veth},
-		{"-n", node, "link", "set", sb.veth, "up"},
-		{"-n", node, "route", "replace", sb.ip + "/32", "dev", sb.veth},
-		{"-n", sb.netns, "addr", "add", sb.ip + "/32", "dev", "eth0"},
-		{"-n", sb.netns, "link", "set", "eth0", "up"},
-		{"-n", sb.netns, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link"},
-		{"-n", sb.netns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0"},
-	}
-	for _, s := range steps {
-		if out, err := exec.CommandContext(ctx, "ip", s...).CombinedOutput(); err != nil {
-			return sb, fmt.Errorf("ip %s: %v: %s", strings.Join(s, " "), err, strings.TrimSpace(string(out)))
-		}
-	}
-	// A veth's carrier comes up asynchronously; until then the pod has no usable route and its
-	// first connection would fail with "network is unreachable".
-	if err := waitLinkUp(ctx, sb.netns); err != nil {
-		return sb, err
-	}
-	if err := os.WriteFile(filepath.Join(sb.dir, "netns"), []byte(sb.netns+"\n"), 0o644); err != nil {
-		return sb, err
-	}
-	if a.opt.dnsIP != "" {
-		etc := filepath.Join("/etc/netns", sb.netns)
-		if err := os.MkdirAll(etc, 0o755); err != nil {
-			return sb, err
-		}
-		d := a.opt.clusterDomain
-		conf := fmt.Sprintf("nameserver %s\nsearch %s.svc.%s svc.%s %s\noptions ndots:5\n", a.opt.dnsIP, pod.Namespace, d, d, d)
-		if err := os.WriteFile(filepath.Join(etc, "resolv.conf"), []byte(conf), 0o644); err != nil {
-			return sb, err
-		}
-	}
-	var logs []any
-	for _, c := range pod.Spec.Containers {
-		logFile := filepath.Join(sb.dir, c.Name+".log")
-		logs = append(logs, map[string]any{"containers": []any{c.Name}, "logsFile": logFile, "follow": true})
-		exitFile := filepath.Join(sb.dir, c.Name+".exit")
-		if _, err := os.Stat(exitFile); err == nil && pod.Spec.RestartPolicy != corev1.RestartPolicyAlways {
-			continue // ran to completion before this agent restarted; restartPolicy says not again
-		}
-		prog, ok := images[repository(c.Image)]
-		if !ok {
-			_ = os.WriteFile(logFile, []byte(fmt.Sprintf("%s stderr F image %s is not run by the local clusterset; the pod has a network namespace only\n",
-				time.Now().UTC().Format(time.RFC3339Nano), c.Image)), 0o644)
-			continue
-		}
-		if err := a.start(sb, pod, c, filepath.Join(a.opt.binDir, prog), logFile, exitFile); err != nil {
-			return sb, fmt.Errorf("container %s: %v", c.Name, err)
-		}
-	}
-	a.ensureLogs(ctx, pod, logs)
-	klog.Infof("pod %s/%s: %s in network namespace %s (%d process(es))", pod.Namespace, pod.Name, sb.ip, sb.netns, len(sb.procs))
-	return sb, nil
-}
-
-func waitLinkUp(ctx context.Context, netns string) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		link, _ := exec.CommandContext(ctx, "ip", "-n", netns, "-o", "link", "show", "eth0").Output()
-		route, err := exec.CommandContext(ctx, "ip", "-n", netns, "route", "get", "10.255.255.254").CombinedOutput()
-		if strings.Contains(string(link), "state UP") && !strings.Contains(string(link), "NO-CARRIER") && err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("eth0 in %s not up with a default route after 10s: %s / %s", netns, strings.TrimSpace(string(link)), strings.TrimSpace(string(route)))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// repository strips the registry-less image reference to its repository: "jeremyot/serve:0a40de8" →
-// "jeremyot/serve"; "docker.io/jeremyot/serve@sha256:…" → "jeremyot/serve".
-func repository(image string) string {
-	if i := strings.Index(image, "@"); i >= 0 {
-		image = image[:i]
-	}
-	if i := strings.LastIndex(image, ":"); i > strings.LastIndex(image, "/") {
-		image = image[:i]
-	}
-	if parts := strings.SplitN(image, "/", 2); len(parts) == 2 && strings.ContainsAny(parts[0], ".:") {
-		image = parts[1]
-	}
-	return image
-}
-
-func (a *agent) start(sb *sandbox, pod *corev1.Pod, c corev1.Container, prog, logFile, exitFile string) error {
-	out, err := os.OpenFile(logFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOSTNAME=" + pod.Name}
-	for _, e := range c.Env {
-		v := e.Value
-		if e.ValueFrom != nil && e.ValueFrom.FieldRef != nil {
-			v = fieldValue(pod, e.ValueFrom.FieldRef.FieldPath)
-		}
-		env = append(env, e.Name+"="+v)
-	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", sb.netns, prog}, c.Args...)...)
-	cmd.Env = env
-	l := &criLog{f: out}
-	stdout, stderr := &criStream{log: l, name: "stdout"}, &criStream{log: l, name: "stderr"}
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return err
-	}
-	done := make(chan struct{})
-	go func() {
-		err := cmd.Wait()
-		stdout.flush()
-		stderr.flush()
-		out.Close()
-		if cmd.ProcessState != nil && cmd.ProcessState.Exited() { // not when killed by teardown
-			_ = os.WriteFile(exitFile, []byte(fmt.Sprintf("%d\n", cmd.ProcessState.ExitCode())), 0o644)
-		}
-		klog.Infof("pod %s/%s container %s exited: %v", pod.Namespace, pod.Name, c.Name, exitText(err))
-		close(done)
-	}()
-	sb.procs = append(sb.procs, cmd)
-	sb.done = append(sb.done, done)
-	return nil
-}
-
-func exitText(err error) string {
-	if err == nil {
-		return "status 0"
-	}
-	return err.Error()
 }
 
 func fieldValue(pod *corev1.Pod, path string) string {
@@ -369,17 +234,12 @@ func (a *agent) ensureLogs(ctx context.Context, pod *corev1.Pod, logs []any) {
 }
 
 func (a *agent) teardown(key string, sb *sandbox) {
-	for _, p := range sb.procs {
-		_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+	var wg sync.WaitGroup
+	for _, c := range sb.containers {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.kill() }()
 	}
-	for i, d := range sb.done {
-		select {
-		case <-d:
-		case <-time.After(2 * time.Second):
-			_ = syscall.Kill(-sb.procs[i].Process.Pid, syscall.SIGKILL)
-			<-d
-		}
-	}
+	wg.Wait()
 	removeNetns(sb.netns)
 	a.mu.Lock()
 	if a.sandboxes[key] == sb {
@@ -389,20 +249,14 @@ func (a *agent) teardown(key string, sb *sandbox) {
 	klog.Infof("pod %s: network namespace %s removed", key, sb.netns)
 }
 
-// removeNetns kills what still runs in a namespace and deletes it (its veth pair goes with it).
-func removeNetns(ns string) {
-	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
-		for _, f := range strings.Fields(string(out)) {
-			var pid int
-			if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
+// unknownImage says once per image that its containers run no process.
+func (a *agent) unknownImage(image string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.unknown[image] {
+		a.unknown[image] = true
+		klog.Infof("image %s is not run by the local clusterset: its pods get a network namespace (exec works there), no process", image)
 	}
-	if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil && !strings.Contains(string(out), "No such file") {
-		klog.Errorf("ip netns del %s: %v: %s", ns, err, strings.TrimSpace(string(out)))
-	}
-	_ = os.RemoveAll(filepath.Join("/etc/netns", ns))
 }
 
 func (a *agent) teardownAll() {
@@ -427,56 +281,3 @@ func (a *agent) teardownAll() {
 	wg.Wait()
 }
 
-// removeStale deletes pod namespaces a previous, killed agent of this member left behind.
-func (a *agent) removeStale() {
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return
-	}
-	prefix := a.opt.prefix + "-" + a.opt.member + "-"
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 0 && strings.HasPrefix(f[0], prefix) {
-			klog.Infof("removing stale network namespace %s", f[0])
-			removeNetns(f[0])
-		}
-	}
-}
-
-// criLog writes a container's output in the CRI log format kubelets write and kwok serves to
-// `kubectl logs`: "<RFC3339Nano time> <stdout|stderr> F <line>".
-type criLog struct {
-	mu sync.Mutex
-	f  *os.File
-}
-
-type criStream struct {
-	log  *criLog
-	name string
-	buf  []byte
-}
-
-func (s *criStream) Write(p []byte) (int, error) {
-	s.buf = append(s.buf, p...)
-	for {
-		i := bytes.IndexByte(s.buf, '\n')
-		if i < 0 {
-			return len(p), nil
-		}
-		s.line(s.buf[:i])
-		s.buf = s.buf[i+1:]
-	}
-}
-
-func (s *criStream) flush() {
-	if len(s.buf) > 0 {
-		s.line(s.buf)
-		s.buf = nil
-	}
-}
-
-func (s *criStream) line(b []byte) {
-	s.log.mu.Lock()
-	defer s.log.mu.Unlock()
-	fmt.Fprintf(s.log.f, "%s %s F %s\n", time.Now().UTC().Format(time.RFC3339Nano), s.name, b)
-}
