@@ -73,7 +73,7 @@ step "clusterset lifecycle: down, up, status, Karmada MCS switched on, down, up 
 source hack/versions.sh
 left() {
   local p
-  for p in $(pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller|nodeagent|serve|request)|_output/clusterset/net/"); do
+  for p in $(pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller|nodeagent|serve|request)|_output/clusterset/net/|sleep 86399"); do
     [ "$p" = $$ ] || ps -o pid=,args= -p "$p" 2>/dev/null || true
   done
   ip netns list 2>/dev/null | grep "^cmcs${CMCS_PORT_BASE:-31000}-" || true
@@ -83,6 +83,11 @@ hack/clusterset.sh down
 [ -z "$(left)" ] || { echo "processes or namespaces left after down: $(left)"; exit 1; }
 hack/clusterset.sh up >/dev/null
 hack/clusterset.sh status >/dev/null
+# A pod whose command the node agent runs with the host's tools: down must not leave it behind.
+kubectl="$(hack/clusterset.sh env | sed -n 's/^CMCS_KUBECTL=//p') --kubeconfig _output/clusterset/members.config --context member1"
+$kubectl run leftover --image=busybox:1.36 -- sleep 86399 >/dev/null
+$kubectl wait --for=condition=Ready pod/leftover --timeout=60s >/dev/null
+pgrep -f "sleep 86399" >/dev/null || { echo "the busybox pod's sleep is not running"; exit 1; }
 # Karmada's built-in MCS controllers switched on: only karmada-controller-manager restarts.
 pids=_output/clusterset/pids
 cm_before=$(cat $pids/karmada-controller-manager.pid) etcd_before=$(cat $pids/etcd.pid)

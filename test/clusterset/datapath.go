@@ -103,11 +103,6 @@ func (e *Env) RunPod(t testing.TB, member, ns, name, image string, args ...strin
 	return pod
 }
 
-// podDir is where the node agent keeps a pod's state (its namespace's name, logs, exit codes).
-func (e *Env) podDir(member string, p *corev1.Pod) string {
-	return filepath.Join(e.Vars["CMCS_PODS_DIR"], member, fmt.Sprintf("%s_%s_%s", p.Namespace, p.Name, p.UID))
-}
-
 // podNetns asks `hack/clusterset.sh netns` (the command the README gives) for the pod's network
 // namespace.
 func (e *Env) podNetns(member string, p *corev1.Pod) (string, error) {
@@ -150,22 +145,6 @@ func (e *Env) PodLogs(t testing.TB, member string, pod *corev1.Pod) []string {
 func InNetns(netns string, args ...string) (string, error) {
 	out, err := exec.Command("ip", append([]string{"netns", "exec", netns}, args...)...).CombinedOutput()
 	return string(out), err
-}
-
-// PodExited reports (as nil) whether every container process of pod has exited; kwok keeps such a
-// pod Running, the node agent records the exit.
-func (e *Env) PodExited(member string, pod *corev1.Pod) error {
-	dir := e.podDir(member, pod)
-	for _, c := range pod.Spec.Containers {
-		b, err := os.ReadFile(filepath.Join(dir, c.Name+".exit"))
-		if err != nil {
-			return fmt.Errorf("container %s still running", c.Name)
-		}
-		if code := strings.TrimSpace(string(b)); code != "0" {
-			return fmt.Errorf("container %s exited with status %s", c.Name, code)
-		}
-	}
-	return nil
 }
 
 // WaitProgrammed waits until kube-proxy in member's node has programmed clusterIP with endpoints

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
@@ -22,20 +23,25 @@ var helloLine = regexp.MustCompile(`^\d{4}/\d\d/\d\d \d\d:\d\d:\d\d 'hello from 
 
 type hello struct{ node, pod, addr string }
 
-// hellos runs the seed's request pod in member2 against address and returns the answers it printed
-// (kubectl logs), failing on any line that is not one.
+// hellos runs the seed's step 3 as the seed writes it — `kubectl --context member2 run -i --rm
+// --restart=Never --image=jeremyot/request:0a40de8 request -- --duration=3s --address=…` — and
+// returns the answers it printed, failing on any line that is not one, on a non-zero exit, and
+// when the pod is still there afterwards.
 func hellos(t *testing.T, name, address string, args ...string) []hello {
 	t.Helper()
-	pod := env.RunPod(t, clusterset.Member2, "default", name, "jeremyot/request:0a40de8",
-		append([]string{"--address=" + address}, args...)...)
-	// The program exits after --duration; kwok keeps the pod Running, so the end is read from the
-	// node agent's record of the process.
-	clusterset.Eventually(t, 30*time.Second, "the request pod "+name+" finished", func() error {
-		return env.PodExited(clusterset.Member2, pod)
-	})
-	lines := env.PodLogs(t, clusterset.Member2, pod)
+	full := append([]string{"run", "-i", "--rm", "--restart=Never", "--image=jeremyot/request:0a40de8", name, "--",
+		"--address=" + address}, args...)
+	r, err := env.KubectlRun(clusterset.Member2, "", 2*time.Minute, full...)
+	if err != nil || r.Code != 0 {
+		t.Fatalf("kubectl run -i --rm %s: err=%v, exit %d\nstdout:\n%s\nstderr:\n%s", name, err, r.Code, r.Stdout, r.Stderr)
+	}
 	var got []hello
-	for _, l := range lines {
+	var lines []string
+	for _, l := range strings.Split(strings.TrimRight(r.Stdout, "\n"), "\n") {
+		if strings.HasPrefix(l, "pod \"") && strings.Contains(l, "deleted") { // kubectl's --rm notice
+			continue
+		}
+		lines = append(lines, l)
 		m := helloLine.FindStringSubmatch(l)
 		if m == nil {
 			t.Errorf("request pod %s printed %q, not a hello from member1", name, l)
@@ -43,7 +49,10 @@ func hellos(t *testing.T, name, address string, args ...string) []hello {
 		}
 		got = append(got, hello{m[1], m[2], m[3]})
 	}
-	t.Logf("request pod %s (--address=%s): %d answers, e.g. %q", name, address, len(got), first(lines))
+	if _, err := env.Client(t, clusterset.Member2).CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("after kubectl run --rm, pod %s: err=%v, want NotFound", name, err)
+	}
+	t.Logf("kubectl run -i --rm %s (--address=%s): %d answers, e.g. %q", name, address, len(got), first(lines))
 	return got
 }
 

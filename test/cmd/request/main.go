@@ -12,6 +12,7 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 )
@@ -21,6 +22,7 @@ func main() {
 	address := flag.String("address", "", "host, host:port or URL to request")
 	interval := flag.Duration("interval", time.Second, "time between requests")
 	flag.Parse()
+	log.SetOutput(os.Stdout) // answers on stdout, as `kubectl run -i` shows them; failures stay lines too
 	if *address == "" {
 		log.Fatal("--address is required")
 	}
