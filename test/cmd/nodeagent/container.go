@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/creack/pty"
-	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	"k8s.io/klog/v2"
 )
 
@@ -27,28 +27,28 @@ const attachWait = 30 * time.Second
 // the CRI log file (`kubectl logs`) and to whoever is attached, its state reported in the pod's
 // status.
 type container struct {
-	a                                   *agent
-	key, podUID                         string
-	spec                                corev1.Container
-	argv, env                           []string
-	netns, dir, logFile, exitFile       string
-	policy                              corev1.RestartPolicy
-	stop                                chan struct{} // closed by kill
-	done                                chan struct{} // closed when supervise returns
-	gate                                chan struct{} // closed by the first attach (stdin+stdinOnce containers)
-	logW                                *criLog
-	stdoutLog, stderrLog                *criStream
-	mu                                  sync.Mutex
-	cond                                *sync.Cond
-	cmd                                 *exec.Cmd
-	input                               io.WriteCloser // the running process's stdin (or its terminal)
-	term                                *os.File       // the terminal's master side (tty containers)
+	a                                           *agent
+	key, podUID                                 string
+	spec                                        corev1.Container
+	argv, env                                   []string
+	netns, dir, logFile, exitFile               string
+	policy                                      corev1.RestartPolicy
+	stop                                        chan struct{} // closed by kill
+	done                                        chan struct{} // closed when supervise returns
+	gate                                        chan struct{} // closed by the first attach (stdin+stdinOnce containers)
+	logW                                        *criLog
+	stdoutLog, stderrLog                        *criStream
+	mu                                          sync.Mutex
+	cond                                        *sync.Cond
+	cmd                                         *exec.Cmd
+	input                                       io.WriteCloser // the running process's stdin (or its terminal)
+	term                                        *os.File       // the terminal's master side (tty containers)
 	running, stopped, gateOpen, stdinEOF, final bool
-	attached                            map[*attachment]struct{}
-	restarts                            int32
-	startedAt                           time.Time
-	waiting                             string                           // reason while not running and not terminated
-	lastTerm, terminated                *corev1.ContainerStateTerminated // the previous run's end; the final one
+	attached                                    map[*attachment]struct{}
+	restarts                                    int32
+	startedAt                                   time.Time
+	waiting                                     string                           // reason while not running and not terminated
+	lastTerm, terminated                        *corev1.ContainerStateTerminated // the previous run's end; the final one
 }
 
 type attachment struct {

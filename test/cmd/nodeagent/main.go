@@ -280,4 +280,3 @@ func (a *agent) teardownAll() {
 	}
 	wg.Wait()
 }
-

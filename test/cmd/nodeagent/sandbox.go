@@ -127,7 +127,6 @@ func waitLinkUp(ctx context.Context, netns string) error {
 	}
 }
 
-
 // removeNetns kills what still runs in a namespace and deletes it (its veth pair goes with it).
 func removeNetns(ns string) {
 	if out, err := exec.Command("ip", "netns", "pids", ns).Output(); err == nil {
@@ -144,7 +143,6 @@ func removeNetns(ns string) {
 	_ = os.RemoveAll(filepath.Join("/etc/netns", ns))
 }
 
-
 // removeStale deletes pod namespaces a previous, killed agent of this member left behind.
 func (a *agent) removeStale() {
 	out, err := exec.Command("ip", "netns", "list").Output()
@@ -160,4 +158,3 @@ func (a *agent) removeStale() {
 		}
 	}
 }
-
