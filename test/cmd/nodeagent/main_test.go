@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -69,5 +70,41 @@ func TestCRILog(t *testing.T) {
 	want := []string{"stdout:hello", "stderr:oops", "stdout:world", "stdout:tail"}
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Errorf("lines %v, want %v", got, want)
+	}
+}
+
+// Kubernetes' rules for command and args over the image's ENTRYPOINT and CMD, with $(VAR)
+// expansion, resolved against the host.
+func TestArgv(t *testing.T) {
+	sh, _ := exec.LookPath("sh")
+	sleep, _ := exec.LookPath("sleep")
+	socat, _ := exec.LookPath("socat")
+	env := map[string]string{"POD_NAME": "web-0"}
+	for _, tc := range []struct {
+		name string
+		c    corev1.Container
+		want []string
+		ok   bool
+	}{
+		{"stand-in", corev1.Container{Image: "jeremyot/serve:0a40de8", Command: []string{"/ignored"}, Args: []string{"--message=$(POD_NAME)"}},
+			[]string{"/bin/dir/serve", "--message=web-0"}, true},
+		{"image CMD", corev1.Container{Image: "docker.io/library/busybox:1.36"}, []string{sh}, true},
+		{"args replace CMD", corev1.Container{Image: "busybox", Args: []string{"sleep", "infinity"}}, []string{sleep, "infinity"}, true},
+		{"command drops CMD", corev1.Container{Image: "alpine:3", Command: []string{"/bin/sh", "-c", "echo $$(POD_NAME) $(POD_NAME) $(NOPE)"}},
+			[]string{"/bin/sh", "-c", "echo $(POD_NAME) web-0 $(NOPE)"}, true},
+		{"entrypoint and args", corev1.Container{Image: "alpine/socat", Args: []string{"TCP-LISTEN:7000"}}, []string{socat, "TCP-LISTEN:7000"}, true},
+		{"agnhost pause", corev1.Container{Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Args: []string{"pause"}}, []string{sleep, "infinity"}, true},
+		{"unknown image", corev1.Container{Image: "example.com/app:1"}, nil, false},
+	} {
+		got, ok, err := argv(tc.c, "/bin/dir", env)
+		if ok != tc.ok || err != nil || strings.Join(got, " ") != strings.Join(tc.want, " ") {
+			t.Errorf("%s: argv = %q, %v, %v; want %q, %v", tc.name, got, ok, err, tc.want, tc.ok)
+		}
+	}
+	if _, ok, err := argv(corev1.Container{Image: "busybox", Command: []string{"no-such-program-xyz"}}, "", nil); !ok || err == nil {
+		t.Errorf("a program the host lacks: ok %v, err %v; want an error naming it", ok, err)
+	}
+	if _, _, err := argv(corev1.Container{Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Args: []string{"netexec"}}, "", nil); err == nil {
+		t.Errorf("agnhost netexec: no error; want one saying it is not played")
 	}
 }
