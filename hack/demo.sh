@@ -79,21 +79,11 @@ run km member1 get pods -l app=serve -o wide
 say "The ServiceExport's status, on the Karmada control plane"
 run ka get serviceexports.v1alpha1.multicluster.x-k8s.io serve -o jsonpath='{range .status.conditions[*]}{.type}={.status} ({.reason}): {.message}{"\n"}{end}'
 
-# request POD ADDRESS: the seed's request pod in member2 for 3 s, then its output.
+# request POD ADDRESS: the seed's step 3 as the seed writes it: an attached request pod in member2
+# for 3 s, removed afterwards (`run -i --rm`; the node agent serves the kubelet's attach).
 request() {
   km member2 delete pod "$1" --ignore-not-found --wait >/dev/null
-  run km member2 run "$1" --restart=Never --image=jeremyot/request:0a40de8 -- --duration=3s "--address=$2"
-  # Until its container has run its 3 s and exited (the node agent records the exit status) and
-  # kwok serves its output; a member whose apiserver just restarted can take its kwok and node
-  # agent a while to catch up.
-  local uid i
-  for i in $(seq 1 240); do
-    uid=$(km member2 get pod "$1" -o jsonpath='{.metadata.uid}' 2>/dev/null || true)
-    [ -n "$uid" ] && [ -f "$DIR/pods/member2/default_$1_$uid/$1.exit" ] &&
-      [ "$(km member2 logs "$1" 2>/dev/null | wc -l)" -ge 3 ] && break
-    sleep 0.5
-  done
-  run km member2 logs "$1"
+  run km member2 run -i --rm --restart=Never --image=jeremyot/request:0a40de8 "$1" -- --duration=3s "--address=$2"
 }
 
 if [ "$CMCS_DATAPATH" = on ]; then
@@ -107,11 +97,14 @@ if [ "$CMCS_DATAPATH" = on ]; then
   request request "$cip"
   say "And by DNS: the same pod program, given the clusterset name (resolved by coredns-mcs behind kube-dns)"
   request request-dns serve.default.svc.clusterset.local
-  say "dig from inside that member2 pod's network namespace, through the kube-dns ClusterIP"
-  ns=$(hack/clusterset.sh netns member2 default/request-dns)
-  run ip netns exec "$ns" dig +noall +answer serve.default.svc.clusterset.local
-  run ip netns exec "$ns" dig +noall +answer SRV serve.default.svc.clusterset.local
-  DIG="ip netns exec \$(hack/clusterset.sh netns member2 default/request-dns) dig"
+  say "kubectl exec into a member2 pod (nicolaka/netshoot; the host's dig runs in the pod's network namespace)"
+  km member2 delete pod netshoot --ignore-not-found --wait >/dev/null
+  km member2 run netshoot --image=nicolaka/netshoot:v0.13 -- sleep infinity >/dev/null
+  km member2 wait --for=condition=Ready pod/netshoot --timeout=60s >/dev/null
+  run km member2 exec netshoot -- dig +noall +answer serve.default.svc.clusterset.local
+  run km member2 exec netshoot -- dig +noall +answer SRV serve.default.svc.clusterset.local
+  run km member2 exec netshoot -- curl -s http://serve.default.svc.clusterset.local/
+  DIG="kubectl --context member2 exec netshoot -- dig"
 else
   say "And by DNS: coredns-mcs for member2 (corefile.example) answers the clusterset name"
   echo "(no data path: CMCS_DATAPATH=off or not root, so no pods run and no traffic is shown)"
@@ -127,8 +120,8 @@ Poke at it:
   alias kubectl=$CMCS_KUBECTL
   kubectl --context karmada-apiserver -n default scale deployment serve --replicas=3
   kubectl --context member2 get endpointslices -l kubernetes.io/service-name=derived-serve
-  kubectl --context member2 run req --restart=Never --image=jeremyot/request:0a40de8 -- --duration=10s --address=serve.default.svc.clusterset.local
-  kubectl --context member2 logs -f req
+  kubectl --context member2 run -i --rm --restart=Never --image=jeremyot/request:0a40de8 req -- --duration=10s --address=serve.default.svc.clusterset.local
+  kubectl --context member2 exec -it netshoot -- bash     # dig, curl, nc, … (the host's tools, in the pod's network)
   $DIG serve.default.svc.clusterset.local
 Logs of every process: $LOGS/ (mcs-controller.log, cluster-dns-member2.log, kube-proxy-member2.log, nodeagent-*.log, …)
 Stop everything:       make down

@@ -49,8 +49,9 @@ go test -tags e2e -p 1 -count=1 -timeout "${TEST_TIMEOUT:-40m}" -run "${TEST_RUN
 
 step "make demo (the README's main command): member1 answers through derived-serve's ClusterIP and through the clusterset name"
 hack/demo.sh >_output/demo.log 2>&1 || { tail -n 40 _output/demo.log; echo "make demo failed (log: _output/demo.log)"; exit 1; }
-# At least 2 answers from member1's serve pod in each request pod's logs, and dig's A record.
-awk '/requests the ClusterIP of derived-serve/ {s = 1} /And by DNS: the same pod program/ {s = 2} /dig from inside/ {s = 3}
+# At least 2 answers from member1's serve pod from each attached request pod (run -i --rm), and
+# the A record of dig run by kubectl exec in a member2 pod.
+awk '/requests the ClusterIP of derived-serve/ {s = 1} /And by DNS: the same pod program/ {s = 2} /kubectl exec into a member2 pod/ {s = 3}
   s && /'"'"'hello from cluster member1 \(Node: member1-control-plane Pod: serve-/ {n[s]++}
   s == 3 && /^serve\.default\.svc\.clusterset\.local\.[ \t]+[0-9]+[ \t]+IN[ \t]+A[ \t]+10\.13\./ {d = 1}
   END {exit !(n[1] >= 2 && n[2] >= 2 && d)}' _output/demo.log ||
