@@ -7,7 +7,8 @@ export CGO_ENABLED ?= 0
 OUT ?= $(CURDIR)/_output
 BIN ?= $(OUT)/bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-GO_LDFLAGS = -s -w -X github.com/coredns/coredns/coremain.GitCommit=$(VERSION)
+GO_LDFLAGS = -s -w -X github.com/coredns/coredns/coremain.GitCommit=$(VERSION) \
+  -X github.com/coredns-mcs/coredns-mcs/internal/version.Version=$(VERSION)
 # Integration tests share one local clusterset; they run one package at a time.
 TEST_TIMEOUT ?= 40m
 

@@ -13,6 +13,7 @@ import (
 	clusterinformers "github.com/karmada-io/karmada/pkg/generated/informers/externalversions/cluster/v1alpha1"
 	workinformers "github.com/karmada-io/karmada/pkg/generated/informers/externalversions/work/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -58,6 +59,9 @@ type Options struct {
 	// MemberTimeout bounds each request to a member's apiserver but its watches (default 15 s):
 	// a member that accepts a request and never answers holds a worker that long at most.
 	MemberTimeout time.Duration
+	// StatusNamespace is where the leader publishes the FleetStatus ConfigMap on the Karmada
+	// control plane (its leader-election namespace); none when empty.
+	StatusNamespace string
 }
 
 // KarmadaRequestTimeout bounds every request to the Karmada apiserver but its watches.
@@ -100,7 +104,9 @@ type Controller struct {
 	syncMu     sync.Mutex
 	syncedNow  map[string]bool   // whether each Push member's caches were synced at the last look
 	refusedNow map[string]string // why each member's exports are refused for its cluster id ("" if not)
-	warned     map[string]string // Warning events recorded on ServiceImports: key → message
+	// karmadaMCSSeen: Karmada's own MCS controllers were found at the last look (warned once).
+	karmadaMCSSeen bool
+	warned         map[string]string // Warning events recorded on ServiceImports: key → message
 
 	ctx     context.Context
 	started atomic.Bool
@@ -217,7 +223,7 @@ func newQueue(name string) workqueue.TypedRateLimitingInterface[reconcile.Reques
 // scheme knows the objects events are recorded on (typed objects without TypeMeta).
 var scheme = func() *runtime.Scheme {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, clusterv1alpha1.Install, workv1alpha1.Install,
+	for _, add := range []func(*runtime.Scheme) error{corev1.AddToScheme, discoveryv1.AddToScheme, clusterv1alpha1.Install, workv1alpha1.Install,
 		mcsv1alpha1.AddToScheme, mcsv1beta1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err)
@@ -287,6 +293,9 @@ func (c *Controller) Start(ctx context.Context) error {
 	}
 	c.started.Store(true)
 	logger.Info("controller started", "workers", c.opts.Workers)
+	if c.opts.StatusNamespace != "" {
+		go c.publishStatus(ctx, c.opts.StatusNamespace)
+	}
 	<-ctx.Done()
 	c.mu.Lock()
 	for _, m := range c.members {

@@ -43,8 +43,12 @@ var (
 		Name: "coredns_mcs_controller_member_drained",
 		Help: "1 while a member's exported endpoints are withdrawn from importers (not Ready past the grace period, drain policy).",
 	}, []string{"cluster"})
+	karmadaMCSGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "coredns_mcs_controller_karmada_mcs_detected",
+		Help: "1 while objects of Karmada's own MCS controllers (their report Works, imported-* or dispatched EndpointSlices) are found on the control plane: they must not run beside this controller.",
+	})
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, statusWriteErrors, statusPending, memberGauge, syncedGauge, drainedGauge)
+	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, statusWriteErrors, statusPending, memberGauge, syncedGauge, drainedGauge, karmadaMCSGauge)
 }

@@ -18,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/klog/v2"
+
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 )
 
 // The Work applier: everything the controller writes into members goes through Karmada Works in
@@ -32,9 +34,9 @@ const (
 	labelManagedBy      = "app.kubernetes.io/managed-by"
 	labelSliceManagedBy = discoveryv1.LabelManagedBy
 	// Labels on our Works, naming the exported service they serve.
-	labelWorkNamespace = "mcs.coredns-mcs.io/service-namespace"
-	labelWorkName      = "mcs.coredns-mcs.io/service-name"
-	labelWorkCluster   = "mcs.coredns-mcs.io/source-cluster"
+	labelWorkNamespace = mcs.LabelWorkNamespace
+	labelWorkName      = mcs.LabelWorkName
+	labelWorkCluster   = mcs.LabelWorkCluster
 	annotationHash     = "mcs.coredns-mcs.io/manifest-hash"
 
 	// executionFinalizer is the finalizer Karmada's execution controller honours on Works

@@ -4,11 +4,13 @@ package main
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/coredns/coredns/core/dnsserver"
 	_ "github.com/coredns/coredns/core/plugin" // every stock plugin
 	"github.com/coredns/coredns/coremain"
 
+	"github.com/coredns-mcs/coredns-mcs/internal/version"
 	_ "github.com/coredns-mcs/coredns-mcs/plugin/multicluster"
 )
 
@@ -47,5 +49,13 @@ func insertBefore(list []string, anchor, name string) ([]string, error) {
 }
 
 func main() {
+	for _, a := range os.Args[1:] {
+		if a == "-version" || a == "--version" {
+			// CoreDNS's own -version names CoreDNS; say which coredns-mcs this is first.
+			fmt.Println(version.String("coredns-mcs"))
+			fmt.Printf("CoreDNS-%s\n", coremain.CoreVersion)
+			return
+		}
+	}
 	coremain.Run()
 }

@@ -4,6 +4,7 @@ package main
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 
 	"github.com/coredns-mcs/coredns-mcs/controller"
+	"github.com/coredns-mcs/coredns-mcs/internal/version"
 )
 
 func main() {
@@ -36,7 +38,9 @@ func main() {
 		secretNS      string
 		metricsSecure bool
 		metricsCerts  string
+		showVersion   bool
 	)
+	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
 	flag.StringVar(&kubecontext, "context", "", "context in --kubeconfig (its current context when empty)")
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint (0 disables it)")
 	flag.BoolVar(&metricsSecure, "metrics-secure", true, "serve metrics over HTTPS, each request authenticated and authorized by the Karmada apiserver (get on /metrics); false: plain HTTP, for a local lab only")
@@ -58,6 +62,10 @@ func main() {
 	// controller-runtime's own flag.
 	klog.InitFlags(nil)
 	flag.Parse()
+	if showVersion {
+		fmt.Println(version.String("mcs-controller"))
+		return
+	}
 	ctrl.SetLogger(klog.NewKlogr())
 	log := ctrl.Log.WithName("setup")
 
@@ -89,7 +97,7 @@ func main() {
 	}
 	c, err := controller.New(cfg, controller.Options{DerivedPrefix: derivedPrefix, Workers: workers, MemberQPS: float32(memberQPS), MemberBurst: memberBurst,
 		MemberFailure: memberFailure, FailureGrace: failureGrace, MemberTimeout: memberTimeout,
-		SecretNamespaces: strings.Split(secretNS, ",")})
+		SecretNamespaces: strings.Split(secretNS, ","), StatusNamespace: leaderNS})
 	if err != nil {
 		log.Error(err, "creating the controller")
 		os.Exit(1)
