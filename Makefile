@@ -69,15 +69,21 @@ build: ## Build coredns-mcs and mcs-controller into _output/bin.
 
 IMAGE_REPO ?= coredns-mcs
 IMAGE_TAG ?= $(VERSION)
+# The image base: distroless (published) or scratch (offline; what make test builds and runs).
+BASE ?= gcr.io/distroless/static-debian12:nonroot
+IMAGE_ENGINE ?= $(shell for e in podman buildah docker; do command -v $$e >/dev/null && { echo $$e; break; }; done)
 
 .PHONY: image
-image: ## Build the coredns-mcs and mcs-controller images with docker or podman (needs a running engine).
-	@engine=$$(for e in docker podman; do command -v $$e >/dev/null && $$e info >/dev/null 2>&1 && { echo $$e; break; }; done; true); \
-	if [ -z "$$engine" ]; then \
-	  echo "make image: no working container engine (docker or podman with a running daemon) on this machine;"; \
-	  echo "  the binaries are built by 'make build' into $(BIN); see Dockerfile for the image recipe."; exit 1; fi; \
+image: ## Build the coredns-mcs and mcs-controller images (Containerfile; podman, buildah or docker; BASE=scratch builds offline).
+	@[ -n "$(IMAGE_ENGINE)" ] || { echo "make image: no podman, buildah or docker here (hack/install-packages.sh image installs podman)"; exit 1; }
+	@mkdir -p $(OUT)/image
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(OUT)/image/ ./cmd/coredns-mcs ./cmd/mcs-controller
+	setcap cap_net_bind_service=+ep $(OUT)/image/coredns-mcs
 	for t in coredns-mcs mcs-controller; do \
-	  $$engine build --target $$t --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/$$t:$(IMAGE_TAG) . || exit 1; done
+	  if [ "$(IMAGE_ENGINE)" = buildah ]; then b="buildah bud"; else b="$(IMAGE_ENGINE) build"; fi; \
+	  $$b -f Containerfile --target $$t --build-arg BASE=$(BASE) --build-arg VERSION=$(VERSION) -t $(IMAGE_REPO)/$$t:$(IMAGE_TAG) . || exit 1; \
+	done
+	@echo "images: $(IMAGE_REPO)/coredns-mcs:$(IMAGE_TAG) $(IMAGE_REPO)/mcs-controller:$(IMAGE_TAG) (base $(BASE))"
 
 .PHONY: deps
 deps: ## Build, once, the pinned real components (etcd, Kubernetes, Karmada, kwok) into ~/.cache/coredns-mcs.

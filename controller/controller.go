@@ -101,9 +101,10 @@ type Controller struct {
 	notReady   map[string]time.Time // clusters Karmada reports not Ready, since when
 	drainedNow map[string]bool      // clusters whose endpoints are withdrawn (logged once)
 
-	syncMu     sync.Mutex
-	syncedNow  map[string]bool   // whether each Push member's caches were synced at the last look
-	refusedNow map[string]string // why each member's exports are refused for its cluster id ("" if not)
+	syncMu      sync.Mutex
+	syncedNow   map[string]bool   // whether each Push member's caches were synced at the last look
+	refusedNow  map[string]string // why each member's exports are refused for its cluster id ("" if not)
+	propagation *propagation
 	// karmadaMCSSeen: Karmada's own MCS controllers were found at the last look (warned once).
 	karmadaMCSSeen bool
 	warned         map[string]string // Warning events recorded on ServiceImports: key → message
@@ -142,16 +143,17 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	}
 	c := &Controller{
 		opts: opts, kube: kube, karmada: karmada, dyn: dyn,
-		status:     newStatusWriter("karmada"),
-		services:   newQueue("mcs-service"),
-		clusters:   newQueue("mcs-cluster"),
-		members:    map[string]*member{},
-		pull:       map[string]bool{},
-		notReady:   map[string]time.Time{},
-		drainedNow: map[string]bool{},
-		syncedNow:  map[string]bool{},
-		refusedNow: map[string]string{},
-		warned:     map[string]string{},
+		status:      newStatusWriter("karmada"),
+		services:    newQueue("mcs-service"),
+		clusters:    newQueue("mcs-cluster"),
+		members:     map[string]*member{},
+		pull:        map[string]bool{},
+		notReady:    map[string]time.Time{},
+		drainedNow:  map[string]bool{},
+		syncedNow:   map[string]bool{},
+		refusedNow:  map[string]string{},
+		propagation: newPropagation(),
+		warned:      map[string]string{},
 	}
 	c.importTemplates = &templates{kind: "ServiceImport", versions: mcs.ImportVersions, disco: kube.Discovery(), dynWatch: dynWatch, enqueue: c.enqueue,
 		missingMsg: "the Karmada control plane does not serve the ServiceImport API; every export is imported automatically until it does"}

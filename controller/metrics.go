@@ -43,6 +43,11 @@ var (
 		Name: "coredns_mcs_controller_member_drained",
 		Help: "1 while a member's exported endpoints are withdrawn from importers (not Ready past the grace period, drain policy).",
 	}, []string{"cluster"})
+	propagationSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "coredns_mcs_controller_propagation_seconds",
+		Help:    "Time from the first reconcile that wants an importer's Works for a service (an export appeared or changed, an importer joined) until Karmada reports them all applied.",
+		Buckets: []float64{0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120, 300},
+	})
 	karmadaMCSGauge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "coredns_mcs_controller_karmada_mcs_detected",
 		Help: "1 while objects of Karmada's own MCS controllers (their report Works, imported-* or dispatched EndpointSlices) are found on the control plane: they must not run beside this controller.",
@@ -50,5 +55,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, statusWriteErrors, statusPending, memberGauge, syncedGauge, drainedGauge, karmadaMCSGauge)
+	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, statusWriteErrors, statusPending, memberGauge, syncedGauge, drainedGauge, karmadaMCSGauge, propagationSeconds)
 }

@@ -43,6 +43,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	}
 
 	pending := pendingClusters(o, desired, applied)
+	c.propagation.note(key, workClusters(desired), pending, time.Now())
 	perMember, template := exportConditions(o, pending)
 	// Status is written off the workers (statusWriter): a member that hangs a write holds
 	// nothing here.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds, once, the pinned real components of the local clusterset from Go modules into
 # $CMCS_CACHE/<component>-<version>/. A component whose directory carries a .done stamp is skipped.
-# Usage: hack/build-deps.sh [etcd|kube|karmada|kwok|coredns ...]   (default: all but coredns)
+# Usage: hack/build-deps.sh [etcd|kube|karmada|kwok|helm|coredns ...]   (default: all but coredns)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.sh"
@@ -71,6 +71,14 @@ build_karmada() {
   cp "$moddir/artifacts/deploy/webhook-configuration.yaml" "$out/" && chmod u+w "$out/webhook-configuration.yaml"
 }
 
+build_helm() {
+  local out=$CMCS_CACHE/helm-$HELM_VERSION src=$CMCS_CACHE/src/helm-$HELM_VERSION
+  wrapper "$src" helm.sh/helm/v3 "$HELM_VERSION" helm.sh/helm/v3/cmd/helm
+  mkdir -p "$out"
+  (cd "$src" && go mod tidy && go build -trimpath -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+    -o "$out/helm" helm.sh/helm/v3/cmd/helm)
+}
+
 build_kwok() {
   local out=$CMCS_CACHE/kwok-$KWOK_VERSION src=$CMCS_CACHE/src/kwok-$KWOK_VERSION
   wrapper "$src" sigs.k8s.io/kwok "$KWOK_VERSION" sigs.k8s.io/kwok/cmd/kwok
@@ -95,12 +103,12 @@ build_coredns() {
 version_of() {
   case $1 in
     etcd) echo "$ETCD_VERSION" ;; kube) echo "$KUBE_VERSION" ;; karmada) echo "$KARMADA_VERSION" ;;
-    kwok) echo "$KWOK_VERSION" ;; coredns) echo "$COREDNS_VERSION" ;; *) echo "unknown component $1" >&2; exit 2 ;;
+    kwok) echo "$KWOK_VERSION" ;; coredns) echo "$COREDNS_VERSION" ;; helm) echo "$HELM_VERSION" ;; *) echo "unknown component $1" >&2; exit 2 ;;
   esac
 }
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kube karmada kwok)
+[ ${#components[@]} -gt 0 ] || components=(etcd kube karmada kwok helm)
 for c in "${components[@]}"; do
   v=$(version_of "$c")
   dir=$CMCS_CACHE/$c-$v

@@ -3,7 +3,7 @@
 set -euo pipefail
 need=()
 for pair in dig:bind9-dnsutils openssl:openssl curl:curl jq:jq ss:iproute2 ip:iproute2 iptables:iptables \
-  socat:socat dnsperf:dnsperf nc:netcat-openbsd wget:wget ping:iputils-ping; do
+  socat:socat dnsperf:dnsperf nc:netcat-openbsd wget:wget ping:iputils-ping podman:podman setcap:libcap2-bin; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

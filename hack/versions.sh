@@ -8,6 +8,7 @@ KARMADA_VERSION=v1.16.0
 KWOK_VERSION=v0.8.0
 MCS_API_VERSION=v0.5.2
 COREDNS_VERSION=v1.15.0
+HELM_VERSION=v3.22.0
 
 # Binaries are cached outside the clone, keyed by component and version.
 CMCS_CACHE=${CMCS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/coredns-mcs}

@@ -49,7 +49,14 @@ func (e *Env) StartClusterDNS(t testing.TB, member string) {
 }
 
 func (e *Env) script(args ...string) (string, error) {
-	out, err := exec.Command(filepath.Join(e.Root, "hack", "clusterset.sh"), args...).CombinedOutput()
+	return e.ScriptWith(nil, args...)
+}
+
+// ScriptWith runs hack/clusterset.sh with args and extra environment (CMCS_KARMADA_MCS=on, say).
+func (e *Env) ScriptWith(environ []string, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(e.Root, "hack", "clusterset.sh"), args...)
+	cmd.Env = append(os.Environ(), environ...)
+	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 

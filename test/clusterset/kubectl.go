@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"os/exec"
 	"strings"
 	"time"
@@ -66,4 +67,27 @@ func (e *Env) ExecTTY(member, ns, pod, container string, cmd []string) (string, 
 	defer cancel()
 	err = ex.StreamWithContext(ctx, remotecommand.StreamOptions{Stdin: strings.NewReader(""), Stdout: &out, Tty: true})
 	return out.String(), err
+}
+
+// KubectlPlugin runs kubectl ARGS with dir first on PATH (where a kubectl plugin is) and
+// KUBECONFIG set to kubeconfig, as a user invokes a plugin: kubectl passes it no flags of its own.
+func (e *Env) KubectlPlugin(dir, kubeconfig string, args ...string) (Result, error) {
+	c, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(c, e.Kubectl, args...)
+	cmd.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"), "KUBECONFIG="+kubeconfig)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := Result{Stdout: stdout.String(), Stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case c.Err() != nil:
+		return r, c.Err()
+	case errors.As(err, &ee):
+		r.Code = ee.ExitCode()
+	case err != nil:
+		return r, err
+	}
+	return r, nil
 }
