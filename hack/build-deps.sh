@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds, once, the pinned real components of the local clusterset from Go modules into
 # $CMCS_CACHE/<component>-<version>/. A component whose directory carries a .done stamp is skipped.
-# Usage: hack/build-deps.sh [etcd|kube|karmada|kwok|helm|coredns ...]   (default: all but coredns)
+# Usage: hack/build-deps.sh [etcd|kube|karmada|kwok|helm|coredns ...]   (default: all)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/versions.sh"
@@ -108,7 +108,7 @@ version_of() {
 }
 
 components=("$@")
-[ ${#components[@]} -gt 0 ] || components=(etcd kube karmada kwok helm)
+[ ${#components[@]} -gt 0 ] || components=(etcd kube karmada kwok helm coredns)
 for c in "${components[@]}"; do
   v=$(version_of "$c")
   dir=$CMCS_CACHE/$c-$v

@@ -75,14 +75,19 @@ func Up() (*Env, error) {
 
 // Main is for TestMain: it brings the clusterset up (or reuses it) before the package's tests.
 // A clusterset that cannot come up fails the package; it is never skipped.
-func Main(m *testing.M, env **Env) {
+// after, when given, run once the tests are done (removing what the package built, say).
+func Main(m *testing.M, env **Env, after ...func()) {
 	e, err := Up()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "local clusterset:", err)
 		os.Exit(1)
 	}
 	*env = e
-	os.Exit(m.Run())
+	code := m.Run()
+	for _, f := range after {
+		f()
+	}
+	os.Exit(code)
 }
 
 // Kubeconfig returns the kubeconfig file holding context ctx.

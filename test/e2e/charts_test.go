@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,6 +146,14 @@ func TestCharts(t *testing.T) {
 		t.Errorf("the chart's CRD propagation names members: %s", canonical(t, p))
 	}
 
+	// coredns-mcs's RBAC in a member: the chart's (beside mode) is the kustomize manifest's.
+	memberRBAC, err := os.ReadFile(filepath.Join(env.Root, "manifests", "member", "rbac.yaml"))
+	must(t, err)
+	if a, b := objects(t, string(memberRBAC))["ClusterRole/coredns-mcs"], objects(t, beside)["ClusterRole/coredns-mcs-coredns-mcs"]; a == nil || b == nil ||
+		canonical(t, a["rules"]) != canonical(t, b["rules"]) {
+		t.Errorf("coredns-mcs's ClusterRole differs between manifests/member/rbac.yaml and the chart (beside):\n%v\n%v", a, b)
+	}
+
 	// The member Corefile: replace mode renders corefile.example (comments aside).
 	example, err := os.ReadFile(filepath.Join(env.Root, "corefile.example"))
 	must(t, err)
@@ -164,6 +173,26 @@ func TestCharts(t *testing.T) {
 	}
 	if dep := canonical(t, objects(t, replace)["Deployment/coredns-mcs"]); !strings.Contains(dep, "k8s-app: kube-dns") {
 		t.Errorf("replace mode's pods are not labelled k8s-app=kube-dns:\n%s", dep)
+	}
+
+	// Monitoring: the alert rules and the dashboard render (the Prometheus operator's CRDs are not
+	// on the clusterset, so these are not dry-run).
+	mon := objects(t, helm(t, append([]string{"template", "mcs-controller", "charts/mcs-controller", "--namespace", "karmada-system",
+		"--set", "metrics.prometheusRule.enabled=true", "--set", "metrics.grafanaDashboard.enabled=true",
+		"--set", "metrics.serviceMonitor.enabled=true", "--set", "metrics.serviceMonitor.bearerTokenSecret.name=scraper"}, controllerValues...)...))
+	if r := mon["PrometheusRule/coredns-mcs-controller"]; r == nil || !strings.Contains(canonical(t, r), "CoreDNSMCSMemberDrained") {
+		t.Errorf("no PrometheusRule with the controller's alerts: %v", keys(mon))
+	}
+	if d := mon["ConfigMap/coredns-mcs-controller-dashboard"]; d == nil {
+		t.Errorf("no dashboard ConfigMap: %v", keys(mon))
+	} else {
+		var dash struct{ Panels []any }
+		if err := json.Unmarshal([]byte(d["data"].(map[string]any)["coredns-mcs.json"].(string)), &dash); err != nil || len(dash.Panels) < 10 {
+			t.Errorf("the dashboard's JSON: %v, %d panels", err, len(dash.Panels))
+		}
+	}
+	if mon["ServiceMonitor/coredns-mcs-controller"] == nil {
+		t.Errorf("no ServiceMonitor: %v", keys(mon))
 	}
 
 	// Accepted by the apiservers they target.

@@ -81,14 +81,18 @@ func TestKubectlMCS(t *testing.T) {
 		t.Errorf("explain on the working seed: exit %d, want 0, coredns-mcs's answer %s and OK\n%s%s", r.Code, cip, r.Stdout, r.Stderr)
 	}
 
-	// Every metric the charts' alert rules use is one the binaries expose.
-	for rules, url := range map[string]string{"charts/mcs-controller/files/alerts.yaml": ctrl.Metrics, "charts/coredns-mcs/files/alerts.yaml": dns.Metrics} {
-		body, err := clusterset.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ruleMetrics(t, rules, body)
+	// Every metric the charts' alert rules and the Grafana dashboard use is one the binaries expose.
+	ctrlMetrics, err := clusterset.Get(ctrl.Metrics)
+	if err != nil {
+		t.Fatal(err)
 	}
+	dnsMetrics, err := clusterset.Get(dns.Metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ruleMetrics(t, "charts/mcs-controller/files/alerts.yaml", ctrlMetrics)
+	ruleMetrics(t, "charts/coredns-mcs/files/alerts.yaml", dnsMetrics)
+	ruleMetrics(t, "charts/mcs-controller/files/dashboard.json", ctrlMetrics+dnsMetrics)
 
 	// The seed's import into member2 was measured: export wanted there → Works applied.
 	if body, err := clusterset.Get(ctrl.Metrics); err != nil || !regexp.MustCompile(`(?m)^coredns_mcs_controller_propagation_seconds_count [1-9]`).MatchString(body) {
@@ -157,7 +161,7 @@ func lastLine(s string) string {
 	return lines[len(lines)-1]
 }
 
-// ruleMetrics checks that every coredns_* metric an alert rule's expression names is one the
+// ruleMetrics checks that every coredns_* metric an alert rule's (or a dashboard panel's) expression names is one the
 // binaries define: seen in metrics (a Prometheus text exposition), or — for a labelled metric with
 // no sample yet, which Prometheus does not expose — registered under that name in the source.
 func ruleMetrics(t *testing.T, rules, metrics string) {
@@ -168,7 +172,7 @@ func ruleMetrics(t *testing.T, rules, metrics string) {
 	}
 	var exprs []string
 	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(strings.TrimSpace(l), "expr:") {
+		if t := strings.TrimSpace(l); strings.HasPrefix(t, "expr:") || strings.HasPrefix(t, `"expr":`) {
 			exprs = append(exprs, l)
 		}
 	}

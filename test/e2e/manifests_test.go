@@ -144,8 +144,12 @@ spec:
 	out := env.KubectlT(t, clusterset.Member2, "", "-n", "kube-system", "patch", "deployment", "coredns", "--dry-run=server",
 		"--type", "strategic", "--patch-file", filepath.Join(env.Root, "manifests", "member", "coredns-deployment-patch.yaml"), "-o",
 		"jsonpath={.spec.template.spec.containers[0].image} {.spec.strategy.rollingUpdate.maxUnavailable}")
-	if out != "coredns-mcs/coredns-mcs:latest 0" {
-		t.Errorf("patched Deployment: %q, want the coredns-mcs image and maxUnavailable 0", out)
+	var chart struct{ AppVersion string }
+	b, err := os.ReadFile(filepath.Join(env.Root, "charts", "coredns-mcs", "Chart.yaml"))
+	must(t, err)
+	must(t, yaml.Unmarshal(b, &chart))
+	if want := "coredns-mcs/coredns-mcs:" + chart.AppVersion + " 0"; out != want {
+		t.Errorf("patched Deployment: %q, want %q (the coredns-mcs image at the charts' version, maxUnavailable 0)", out, want)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 	"time"
@@ -21,7 +23,13 @@ import (
 
 var env *clusterset.Env
 
-func TestMain(m *testing.M) { clusterset.Main(m, &env) }
+func TestMain(m *testing.M) {
+	clusterset.Main(m, &env, func() {
+		if images.rootfs != "" {
+			_ = os.RemoveAll(filepath.Dir(images.rootfs))
+		}
+	})
+}
 
 // TestSeedStep1 is the seed's step 1, with its YAML as written: the workload goes to member1 only.
 func TestSeedStep1(t *testing.T) {
