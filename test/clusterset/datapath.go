@@ -121,7 +121,9 @@ func (e *Env) podNetns(member string, p *corev1.Pod) (string, error) {
 }
 
 // PodNetnsErr returns the network namespace the node agent made for pod, or why there is none yet.
-func (e *Env) PodNetnsErr(member string, pod *corev1.Pod) (string, error) { return e.podNetns(member, pod) }
+func (e *Env) PodNetnsErr(member string, pod *corev1.Pod) (string, error) {
+	return e.podNetns(member, pod)
+}
 
 // PodNetns returns the network namespace the node agent made for pod.
 func (e *Env) PodNetns(t testing.TB, member string, pod *corev1.Pod) string {
