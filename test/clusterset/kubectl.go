@@ -29,6 +29,11 @@ func (e *Env) KubectlRun(ctx, stdin string, timeout time.Duration, args ...strin
 	full := append([]string{"--kubeconfig", e.Kubeconfig(ctx), "--context", ctx}, args...)
 	cmd := exec.CommandContext(c, e.Kubectl, full...)
 	cmd.Stdin = strings.NewReader(stdin)
+	return result(c, cmd)
+}
+
+// result runs cmd and returns its streams and exit code; err only when it could not run or c ended.
+func result(c context.Context, cmd *exec.Cmd) (Result, error) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -76,18 +81,5 @@ func (e *Env) KubectlPlugin(dir, kubeconfig string, args ...string) (Result, err
 	defer cancel()
 	cmd := exec.CommandContext(c, e.Kubectl, args...)
 	cmd.Env = append(os.Environ(), "PATH="+dir+string(os.PathListSeparator)+os.Getenv("PATH"), "KUBECONFIG="+kubeconfig)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := Result{Stdout: stdout.String(), Stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case c.Err() != nil:
-		return r, c.Err()
-	case errors.As(err, &ee):
-		r.Code = ee.ExitCode()
-	case err != nil:
-		return r, err
-	}
-	return r, nil
+	return result(c, cmd)
 }

@@ -147,32 +147,7 @@ func TestDNSModesByTraffic(t *testing.T) {
 	})
 
 	// The exported service: socat listener pods in member1, exported there, no template.
-	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: echo}}
-  template:
-    metadata: {labels: {app: echo}}
-    spec:
-      containers:
-        - name: socat
-          image: alpine/socat:1.8.0.0
-          args: ["TCP-LISTEN:7000,fork,reuseaddr", "SYSTEM:echo answer-from-$(POD_NAME)"]
-          env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: %[1]s}
-spec:
-  selector: {app: echo}
-  ports: [{name: tcp, port: 7000, protocol: TCP}]
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: {name: echo, namespace: %[1]s}
-`, ns), "apply", "-f", "-")
+	env.KubectlT(t, clusterset.Member1, echoExported(ns), "apply", "-f", "-")
 	derived := map[string]string{}
 	clusterset.Eventually(t, 90*time.Second, "derived-echo with member1's pod in both members", func() error {
 		for member, c := range map[string]kubernetes.Interface{clusterset.Member1: m1, clusterset.Member2: m2} {

@@ -188,42 +188,13 @@ func TestSocatListenersAcrossMembers(t *testing.T) {
 	ns := uniqueNS("socat")
 	memberNamespace(t, ns, "derived-echo")
 	m1, m2 := env.Client(t, clusterset.Member1), env.Client(t, clusterset.Member2)
-	// The listener answers one line naming its pod ($(POD_NAME) is expanded from the env, as the
-	// kubelet does) and closes.
-	listener := `
-      containers:
-        - name: socat
-          image: alpine/socat:1.8.0.0
-          args: ["-d", "TCP-LISTEN:7000,fork,reuseaddr", "SYSTEM:echo answer-from-$(POD_NAME)"]
-          env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
-          ports: [{containerPort: 7000}]`
-	env.KubectlT(t, clusterset.Member1, fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo, namespace: %[1]s}
-spec:
-  replicas: 1
-  selector: {matchLabels: {app: echo}}
-  template:
-    metadata: {labels: {app: echo}}
-    spec:%[2]s
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo, namespace: %[1]s}
-spec:
-  selector: {app: echo}
-  ports: [{name: tcp, port: 7000, protocol: TCP}]
----
+	env.KubectlT(t, clusterset.Member1, echoExported(ns)+fmt.Sprintf(`---
 apiVersion: v1
 kind: Service
 metadata: {name: hidden, namespace: %[1]s}
 spec:
   selector: {app: echo}
   ports: [{name: tcp, port: 7000, protocol: TCP}]
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: {name: echo, namespace: %[1]s}
 ---
 apiVersion: v1
 kind: Service
@@ -248,7 +219,7 @@ spec:
 apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceExport
 metadata: {name: db, namespace: %[1]s}
-`, ns, listener), "apply", "-f", "-")
+`, ns, listenerSpec), "apply", "-f", "-")
 	env.KubectlT(t, clusterset.Member2, fmt.Sprintf(`apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceImport
 metadata: {name: echo, namespace: %[1]s}
@@ -321,6 +292,42 @@ spec: {type: Headless, ports: [{name: tcp, port: 7000, protocol: TCP}]}
 	if r := nc(hiddenName); r.Code == 0 {
 		t.Errorf("nc %s (not exported): exit 0, stdout %q; want failure", hiddenName, r.Stdout)
 	}
+}
+
+// listenerSpec is a pod spec: one plain alpine/socat listener on 7000 that answers one line naming
+// its pod ($(POD_NAME) expanded from the env, as the kubelet does) and closes.
+const listenerSpec = `
+      containers:
+        - name: socat
+          image: alpine/socat:1.8.0.0
+          args: ["-d", "TCP-LISTEN:7000,fork,reuseaddr", "SYSTEM:echo answer-from-$(POD_NAME)"]
+          env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+          ports: [{containerPort: 7000}]`
+
+// echoExported is a Deployment echo of one listener, its Service echo (7000/TCP, port name tcp)
+// and a ServiceExport of it, in ns.
+func echoExported(ns string) string {
+	return fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo, namespace: %[1]s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:%[2]s
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo, namespace: %[1]s}
+spec:
+  selector: {app: echo}
+  ports: [{name: tcp, port: 7000, protocol: TCP}]
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: {name: echo, namespace: %[1]s}
+`, ns, listenerSpec)
 }
 
 func podReady(p *corev1.Pod) bool {

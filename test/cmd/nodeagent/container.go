@@ -419,19 +419,11 @@ func (f *fanout) Write(p []byte) (int, error) {
 
 // finishedBefore marks a container that ran to its end before this agent restarted.
 func (c *container) finishedBefore(code int32) {
-	c.mu.Lock()
 	reason := "Completed"
 	if code != 0 {
 		reason = "Error"
 	}
-	c.terminated = &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason, ContainerID: c.containerID()}
-	c.lastTerm, c.final, c.gateOpen = c.terminated, true, true
-	c.stopped = true
-	close(c.stop)
-	close(c.done)
-	c.mu.Unlock()
-	_ = c.logW.f.Close()
-	c.a.reportStatus(c.key)
+	c.endWithout(&corev1.ContainerStateTerminated{ExitCode: code, Reason: reason, ContainerID: c.containerID()})
 }
 
 // failStart marks a container whose program cannot run on this host: it terminates with 127 and
@@ -440,11 +432,15 @@ func (c *container) failStart(err error) {
 	fmt.Fprintf(c.stderrLog, "%v\n", err)
 	c.stderrLog.flush()
 	klog.Infof("pod %s container %s: %v", c.key, c.spec.Name, err)
+	c.endWithout(&corev1.ContainerStateTerminated{ExitCode: 127, Reason: "StartError", Message: err.Error(), FinishedAt: metav1.Now(),
+		ContainerID: c.containerID()})
+}
+
+// endWithout makes a container that never runs (now) final in state t, without a supervisor.
+func (c *container) endWithout(t *corev1.ContainerStateTerminated) {
 	c.mu.Lock()
-	c.terminated = &corev1.ContainerStateTerminated{ExitCode: 127, Reason: "StartError", Message: err.Error(), FinishedAt: metav1.Now(),
-		ContainerID: c.containerID()}
-	c.lastTerm, c.final, c.gateOpen = c.terminated, true, true
-	c.stopped = true
+	c.terminated = t
+	c.lastTerm, c.final, c.gateOpen, c.stopped = t, true, true, true
 	close(c.stop)
 	close(c.done)
 	c.mu.Unlock()
