@@ -56,24 +56,12 @@ func hellos(t *testing.T, name, address string, args ...string) []hello {
 	return got
 }
 
-func first(s []string) string {
-	if len(s) == 0 {
-		return ""
-	}
-	return s[0]
-}
-
-// TestSeedTraffic is the seed's step 3 as traffic, and the same through DNS: a request pod in
-// member2 reaches member1's serve pod through derived-serve's ClusterIP (kube-proxy in member2's
-// node), and through serve.default.svc.clusterset.local resolved by coredns-mcs behind kube-dns.
-func TestSeedTraffic(t *testing.T) {
-	env.RequireDataPath(t)
+// seedImported waits until member2 has derived-serve with member1's one serve pod behind it and
+// returns its ClusterIP and that pod's IP.
+func seedImported(t *testing.T) (string, []string) {
+	t.Helper()
 	ctx := context.Background()
-	env.StartController(t)
-	env.StartClusterDNS(t, clusterset.Member2)
-	applySeed(t)
 	m1, m2 := env.Client(t, clusterset.Member1), env.Client(t, clusterset.Member2)
-
 	var cip string
 	var podIPs []string
 	clusterset.Eventually(t, 60*time.Second, "derived-serve in member2 with member1's serve pod behind it", func() error {
@@ -92,6 +80,28 @@ func TestSeedTraffic(t *testing.T) {
 		cip, podIPs = svc.Spec.ClusterIP, want
 		return nil
 	})
+	return cip, podIPs
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+// TestSeedTraffic is the seed's step 3 as traffic, and the same through DNS: a request pod in
+// member2 reaches member1's serve pod through derived-serve's ClusterIP (kube-proxy in member2's
+// node), and through serve.default.svc.clusterset.local resolved by coredns-mcs behind kube-dns.
+func TestSeedTraffic(t *testing.T) {
+	env.RequireDataPath(t)
+	ctx := context.Background()
+	env.StartController(t)
+	env.StartClusterDNS(t, clusterset.Member2)
+	applySeed(t)
+	m1, m2 := env.Client(t, clusterset.Member1), env.Client(t, clusterset.Member2)
+
+	cip, podIPs := seedImported(t)
 	servePods := func() map[string]string { // name -> IP
 		pods, err := m1.CoreV1().Pods("default").List(ctx, metav1.ListOptions{LabelSelector: "app=serve"})
 		if err != nil {

@@ -114,20 +114,7 @@ func TestDNSModesByTraffic(t *testing.T) {
 	run(t, "", "ip", "-n", node1, "route", "replace", svcCIDR, "dev", "peer", "src", addr[1])
 	t.Cleanup(func() { _ = exec.Command("ip", "-n", node1, "route", "del", svcCIDR).Run() })
 	_, _ = env.ScriptWith(nil, "stop", "cluster-dns-member1") // a cluster DNS an earlier test left, if any
-	logFile := filepath.Join(t.TempDir(), "stock.log")
-	lf, err := os.Create(logFile)
-	must(t, err)
-	stockDNS := exec.Command("ip", "netns", "exec", node1, stock, "-conf", conf)
-	stockDNS.Stdout, stockDNS.Stderr = lf, lf
-	must(t, stockDNS.Start())
-	t.Cleanup(func() {
-		_ = stockDNS.Process.Kill()
-		_ = stockDNS.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logFile)
-			t.Logf("stock CoreDNS (member1's cluster DNS), log:\n%s", b)
-		}
-	})
+	startLogged(t, "stock CoreDNS (member1's cluster DNS)", exec.Command("ip", "netns", "exec", node1, stock, "-conf", conf))
 	if v := run(t, "", stock, "-version"); !strings.HasPrefix(v, "CoreDNS-") || strings.Contains(v, "coredns-mcs") {
 		t.Fatalf("%s is not a stock CoreDNS: %q", stock, v)
 	}

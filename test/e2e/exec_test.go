@@ -3,12 +3,14 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -58,24 +60,8 @@ func TestKubectlExecNetshoot(t *testing.T) {
 	env.StartController(t)
 	env.StartClusterDNS(t, clusterset.Member2)
 	applySeed(t)
-	m1, m2 := env.Client(t, clusterset.Member1), env.Client(t, clusterset.Member2)
-	var cip string
-	clusterset.Eventually(t, 60*time.Second, "derived-serve in member2 with member1's serve pod behind it", func() error {
-		svc, err := m2.CoreV1().Services("default").Get(ctx, "derived-serve", metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		want, err := servePodIPs(ctx, m1)
-		if err != nil || len(want) != 1 {
-			return fmt.Errorf("member1 serve pods %v (err=%v), want 1", want, err)
-		}
-		got, _, err := readyIPs(ctx, m2, "default", "kubernetes.io/service-name=derived-serve")
-		if err != nil || !slices.Equal(got, want) {
-			return fmt.Errorf("member2 slices %v (err=%v), want %v", got, err, want)
-		}
-		cip = svc.Spec.ClusterIP
-		return nil
-	})
+	m2 := env.Client(t, clusterset.Member2)
+	cip, _ := seedImported(t)
 	env.WaitProgrammed(t, clusterset.Member2, cip)
 	toolPod(t, clusterset.Member2, "default", "netshoot", "nicolaka/netshoot:v0.13")
 
@@ -276,6 +262,27 @@ spec: {type: Headless, ports: [{name: tcp, port: 7000, protocol: TCP}]}
 		if r := nc(name); r.Code != 0 || strings.TrimSpace(r.Stdout) != "answer-from-"+pod {
 			t.Errorf("nc %s 7000: exit %d, stdout %q, stderr %q; want answer-from-%s", name, r.Code, r.Stdout, r.Stderr, pod)
 		}
+	}
+
+	// kubectl port-forward to the listener pod: the node agent connects to the pod's loopback.
+	pf := exec.Command(env.Kubectl, "--kubeconfig", env.Kubeconfig(clusterset.Member1), "--context", clusterset.Member1,
+		"-n", ns, "port-forward", "pod/"+echoPod, ":7000")
+	pfOut, err := pf.StdoutPipe()
+	must(t, err)
+	must(t, pf.Start())
+	t.Cleanup(func() { _ = pf.Process.Kill(); _ = pf.Wait() })
+	line, err := bufio.NewReader(pfOut).ReadString('\n')
+	m := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 7000`).FindStringSubmatch(line)
+	if err != nil || m == nil {
+		t.Fatalf("kubectl port-forward printed %q (err=%v)", line, err)
+	}
+	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+m[1], 5*time.Second)
+	must(t, err)
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	got, _ := io.ReadAll(conn)
+	conn.Close()
+	if strings.TrimSpace(string(got)) != "answer-from-"+echoPod {
+		t.Errorf("through kubectl port-forward: %q, want answer-from-%s", got, echoPod)
 	}
 
 	// The negative case. The probe works: the exported Service answers it by its derived ClusterIP.

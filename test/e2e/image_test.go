@@ -215,22 +215,29 @@ mkdir -p $ROOT/var/run/secrets/kubernetes.io/serviceaccount $ROOT/etc/coredns $R
 touch $ROOT/etc/resolv.conf
 mount -t proc proc $ROOT/proc
 ` + mounts + `exec chroot --userspec=65532:65532 $ROOT /coredns-mcs -conf /etc/coredns/Corefile`
-	logFile := filepath.Join(t.TempDir(), "coredns.log")
-	lf, err := os.Create(logFile)
-	must(t, err)
 	dns := exec.Command("ip", "netns", "exec", netns, "unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	dns.Env = append(os.Environ(), "KUBERNETES_SERVICE_HOST=127.0.0.1", "KUBERNETES_SERVICE_PORT="+port)
-	dns.Stdout, dns.Stderr = lf, lf
-	must(t, dns.Start())
+	startLogged(t, "coredns-mcs from the image in "+netns, dns)
+	return dns
+}
+
+// startLogged starts cmd with its output in a file, and kills it when the test ends (showing the
+// output if the test failed).
+func startLogged(t *testing.T, what string, cmd *exec.Cmd) {
+	t.Helper()
+	logFile := filepath.Join(t.TempDir(), "out.log")
+	lf, err := os.Create(logFile)
+	must(t, err)
+	cmd.Stdout, cmd.Stderr = lf, lf
+	must(t, cmd.Start())
 	t.Cleanup(func() {
-		_ = dns.Process.Kill()
-		_ = dns.Wait()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
 		if t.Failed() {
 			b, _ := os.ReadFile(logFile)
-			t.Logf("coredns-mcs from the image in %s, log:\n%s", netns, b)
+			t.Logf("%s, output:\n%s", what, b)
 		}
 	})
-	return dns
 }
 
 // killNetns kills every process in a network namespace.

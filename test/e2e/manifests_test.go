@@ -102,6 +102,32 @@ func TestCRDPropagationNamesNoMember(t *testing.T) {
 			t.Errorf("%s: selected by the seed's policies and ours? seed %v, ours %v", crd, strings.Contains(string(seed), crd), strings.Contains(canonical(t, manifest), crd))
 		}
 	}
+	// Its placement (no cluster names) carries a CRD to every member: the same policy, selecting a
+	// throwaway CRD instead of the MCS ones (which the seed's policies hold in this clusterset).
+	probe := strings.NewReplacer("coredns-mcs-crds", "coredns-mcs-placement-probe",
+		"serviceexports.multicluster.x-k8s.io", "probes.placement.coredns-mcs.io",
+		"serviceimports.multicluster.x-k8s.io", "probes.placement.coredns-mcs.io").Replace(string(b))
+	crd := `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: probes.placement.coredns-mcs.io}
+spec:
+  group: placement.coredns-mcs.io
+  names: {kind: Probe, plural: probes}
+  scope: Namespaced
+  versions: [{name: v1, served: true, storage: true, schema: {openAPIV3Schema: {type: object}}}]
+`
+	env.KubectlT(t, clusterset.Karmada, crd, "apply", "-f", "-")
+	env.KubectlT(t, clusterset.Karmada, probe, "apply", "-f", "-")
+	t.Cleanup(func() {
+		env.Run(clusterset.Karmada, "", "delete", "clusterpropagationpolicy", "coredns-mcs-placement-probe", "--ignore-not-found")
+		env.Run(clusterset.Karmada, "", "delete", "crd", "probes.placement.coredns-mcs.io", "--ignore-not-found")
+	})
+	for _, m := range []string{clusterset.Member1, clusterset.Member2} {
+		clusterset.Eventually(t, 60*time.Second, "the probe CRD in "+m, func() error {
+			_, err := env.Run(m, "", "get", "crd", "probes.placement.coredns-mcs.io")
+			return err
+		})
+	}
 }
 
 // TestMemberCorefileIsExample keeps manifests/member/Corefile equal to corefile.example.

@@ -76,7 +76,6 @@ func (a *agent) kubeletServer(addr, certFile, keyFile, caFile, upstream string) 
 		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool,
 			ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12},
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          nil,
 	}, nil
 }
 
