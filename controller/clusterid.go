@@ -9,12 +9,10 @@ import (
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/klog/v2"
+
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 )
 
 // The cluster id: what other clusters see as a member's name (the source-cluster label of its
@@ -24,10 +22,7 @@ import (
 // claims an id another member had first, has its exports refused (ServiceExport Valid=False,
 // a Warning event on its Cluster) until that is fixed.
 
-var clusterPropertyGVR = schema.GroupVersionResource{Group: "about.k8s.io", Version: "v1alpha1", Resource: "clusterproperties"}
-
-// clusterIDProperty is the KEP-2149 ClusterProperty naming a cluster within its clusterset.
-const clusterIDProperty = "cluster.clusterset.k8s.io"
+const clusterIDProperty = mcs.ClusterIDProperty
 
 // Reasons of the Valid condition of an export refused for its member's cluster id.
 const (
@@ -38,18 +33,12 @@ const (
 // readClusterID reads the member's cluster id: the ClusterProperty's value, its Karmada name
 // where there is none. ok is false when it could not be read (the previous id then stays).
 func (m *member) readClusterID(ctx context.Context) (id string, ok bool) {
-	cp, err := m.dyn.Resource(clusterPropertyGVR).Get(ctx, clusterIDProperty, metav1.GetOptions{})
-	switch {
-	case err == nil:
-		if v, _, _ := unstructured.NestedString(cp.Object, "spec", "value"); v != "" {
-			return v, true
-		}
-		return m.name, true
-	case apierrors.IsNotFound(err): // no such object, or no ClusterProperty CRD
-		return m.name, true
+	id, err := mcs.ReadClusterID(ctx, m.dyn, m.name)
+	if err != nil {
+		klog.FromContext(ctx).V(2).Info("reading ClusterProperty; keeping the cluster id", "cluster", m.name, "err", err)
+		return "", false
 	}
-	klog.FromContext(ctx).V(2).Info("reading ClusterProperty; keeping the cluster id", "cluster", m.name, "err", err)
-	return "", false
+	return id, true
 }
 
 // followClusterID re-reads the cluster id; onChange runs when it changed.

@@ -33,6 +33,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
+	"github.com/coredns-mcs/coredns-mcs/internal/report"
 )
 
 // Options configure the controller.
@@ -88,8 +89,12 @@ type Controller struct {
 	services workqueue.TypedRateLimitingInterface[reconcile.Request]
 	clusters workqueue.TypedRateLimitingInterface[reconcile.Request]
 
-	works      cache.SharedIndexInformer // our Works (typed), indexed by service
-	clusterInf cache.SharedIndexInformer // Karmada Clusters (typed)
+	works cache.SharedIndexInformer // our Works (typed), indexed by service
+	// statusWorks: the status Works for Pull members' agents (pull.go); karmadaWatch feeds
+	// the informers of Pull members' reports.
+	statusWorks  cache.SharedIndexInformer
+	karmadaWatch karmadaclient.Interface
+	clusterInf   cache.SharedIndexInformer // Karmada Clusters (typed)
 	// importTemplates: ServiceImport templates, whose presence turns automatic imports off;
 	// exportTemplates: ServiceExport templates, onto which export conditions are mirrored.
 	importTemplates *templates
@@ -97,7 +102,6 @@ type Controller struct {
 
 	mu         sync.RWMutex
 	members    map[string]*member
-	pull       map[string]bool      // pull-mode clusters already reported
 	notReady   map[string]time.Time // clusters Karmada reports not Ready, since when
 	drainedNow map[string]bool      // clusters whose endpoints are withdrawn (logged once)
 
@@ -142,12 +146,11 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 		return nil, err
 	}
 	c := &Controller{
-		opts: opts, kube: kube, karmada: karmada, dyn: dyn,
+		opts: opts, kube: kube, karmada: karmada, dyn: dyn, karmadaWatch: karmadaWatch,
 		status:      newStatusWriter("karmada"),
 		services:    newQueue("mcs-service"),
 		clusters:    newQueue("mcs-cluster"),
 		members:     map[string]*member{},
-		pull:        map[string]bool{},
 		notReady:    map[string]time.Time{},
 		drainedNow:  map[string]bool{},
 		syncedNow:   map[string]bool{},
@@ -173,6 +176,10 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	})); err != nil {
 		return nil, err
 	}
+	c.statusWorks = workinformers.NewFilteredWorkInformer(karmadaWatch, metav1.NamespaceAll, 0, cache.Indexers{},
+		func(o *metav1.ListOptions) {
+			o.LabelSelector = report.LabelManagedBy + "=" + report.ManagedByController
+		})
 	c.clusterInf = clusterinformers.NewClusterInformer(karmadaWatch, 0, cache.Indexers{})
 	if _, err := c.clusterInf.AddEventHandler(keyHandler(func(name string) {
 		c.clusters.Add(reconcile.Request{NamespacedName: types.NamespacedName{Name: name}})
@@ -287,10 +294,11 @@ func (c *Controller) Start(ctx context.Context) error {
 	c.ctx = ctx
 	go c.status.run(ctx)
 	go c.works.RunWithContext(ctx)
+	go c.statusWorks.RunWithContext(ctx)
 	go c.clusterInf.RunWithContext(ctx)
 	go c.importTemplates.run(ctx)
 	go c.exportTemplates.run(ctx)
-	if !cache.WaitForCacheSync(ctx.Done(), c.works.HasSynced, c.clusterInf.HasSynced, c.importTemplates.synced, c.exportTemplates.synced) {
+	if !cache.WaitForCacheSync(ctx.Done(), c.works.HasSynced, c.statusWorks.HasSynced, c.clusterInf.HasSynced, c.importTemplates.synced, c.exportTemplates.synced) {
 		return fmt.Errorf("caches of the Karmada control plane did not sync")
 	}
 	c.started.Store(true)

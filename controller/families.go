@@ -2,15 +2,14 @@ package controller
 
 import (
 	"context"
-	"net/netip"
 	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
+
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 )
 
 // IP families (mcs-api v0.5.2: a ServiceImport is Ready=False/IPFamilyNotSupported where the
@@ -21,33 +20,11 @@ import (
 // readFamilies returns the IP families of the member's ServiceCIDRs; ok is false when they could
 // not be read (the previous ones then stay), and families nil when the API is not served.
 func (m *member) readFamilies(ctx context.Context) (families []corev1.IPFamily, ok bool) {
-	list, err := m.kube.NetworkingV1().ServiceCIDRs().List(ctx, metav1.ListOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-		return nil, true
-	case err != nil:
+	families, err := mcs.ReadFamilies(ctx, m.kube)
+	if err != nil {
 		klog.FromContext(ctx).V(2).Info("listing ServiceCIDRs; keeping the IP families", "cluster", m.name, "err", err)
 		return nil, false
 	}
-	for _, sc := range list.Items {
-		if sc.DeletionTimestamp != nil {
-			continue
-		}
-		for _, cidr := range sc.Spec.CIDRs {
-			p, err := netip.ParsePrefix(cidr)
-			if err != nil {
-				continue
-			}
-			f := corev1.IPv4Protocol
-			if !p.Addr().Is4() {
-				f = corev1.IPv6Protocol
-			}
-			if !slices.Contains(families, f) {
-				families = append(families, f)
-			}
-		}
-	}
-	slices.Sort(families)
 	return families, true
 }
 

@@ -73,16 +73,17 @@ func (c *Controller) fleetStatus(ctx context.Context) mcs.FleetStatus {
 			ms.Synced = c.syncedNow[cl.Name]
 			ms.ClusterID = m.clusterID()
 			ms.NotServed = c.refusedNow[cl.Name]
-			if !ms.Synced && ms.NotServed == "" {
+			if m.pull != nil {
+				ms.Agent = m.agentVersion()
+			}
+			switch {
+			case !ms.Synced && ms.NotServed == "" && m.pull != nil:
+				ms.NotServed = "its mcs-agent has not reported every object of the member yet (not installed, not running, or no access to karmada-es-" + cl.Name + ")"
+			case !ms.Synced && ms.NotServed == "":
 				ms.NotServed = "the controller's caches of the member are not synced (not joined yet, no working credentials, or unreachable)"
 			}
 		} else {
-			switch {
-			case cl.Spec.SyncMode != clusterv1alpha1.Push:
-				ms.NotServed = "Pull-mode members are not supported yet"
-			default:
-				ms.NotServed = "not joined by the controller (no apiEndpoint, or credentials refused or unreadable: see the Cluster's events)"
-			}
+			ms.NotServed = "not joined by the controller (no apiEndpoint, or credentials refused or unreadable: see the Cluster's events)"
 		}
 		st.Members = append(st.Members, ms)
 	}

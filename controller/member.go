@@ -56,6 +56,10 @@ type member struct {
 
 	cancel    context.CancelFunc
 	startedAt time.Time
+
+	// pull: a Pull-mode member, read from its agent's reports (pull.go); kube, dyn and
+	// recorder are nil then.
+	pull *pullState
 }
 
 // followClusterID, readClusterID, clusterID: see clusterid.go.
@@ -88,14 +92,26 @@ func newMember(name string, cfg *rest.Config, timeout time.Duration, fp string, 
 	m.recorder, m.stopEvents = recorderFor(kb)
 	m.services = kube.Informer[*corev1.ServiceList](kc.CoreV1().Services(metav1.NamespaceAll), "", &corev1.Service{}, cache.Indexers{})
 	m.slices = kube.Informer[*discoveryv1.EndpointSliceList](kc.DiscoveryV1().EndpointSlices(metav1.NamespaceAll),
-		discoveryv1.LabelServiceName, &discoveryv1.EndpointSlice{}, cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
-			s, ok := obj.(*discoveryv1.EndpointSlice)
-			if !ok {
-				return nil, nil
-			}
-			return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
-		}})
+		discoveryv1.LabelServiceName, &discoveryv1.EndpointSlice{}, sliceIndexers)
 	m.namespaces = kube.Informer[*corev1.NamespaceList](kc.CoreV1().Namespaces(), "", &corev1.Namespace{}, cache.Indexers{})
+	if err := m.handle(enqueue, enqueueNamespace); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// sliceIndexers index EndpointSlices by the service they serve.
+var sliceIndexers = cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
+	s, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return nil, nil
+	}
+	return []string{s.Namespace + "/" + s.Labels[discoveryv1.LabelServiceName]}, nil
+}}
+
+// handle enqueues, on a change of the member's Services, EndpointSlices and Namespaces, the
+// services they concern.
+func (m *member) handle(enqueue, enqueueNamespace func(string)) error {
 	if _, err := m.namespaces.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) {
 			if o, ok := obj.(metav1.Object); ok {
@@ -103,7 +119,7 @@ func newMember(name string, cfg *rest.Config, timeout time.Duration, fp string, 
 			}
 		},
 	}); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := m.services.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string {
 		// Our derived Services name the imported service in the MCS label: their ClusterIP goes
@@ -113,18 +129,16 @@ func newMember(name string, cfg *rest.Config, timeout time.Duration, fp string, 
 		}
 		return o.GetNamespace() + "/" + o.GetName()
 	})); err != nil {
-		return nil, err
+		return err
 	}
-	if _, err := m.slices.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string {
+	_, err := m.slices.AddEventHandler(keyHandler(enqueue, func(o metav1.Object) string {
 		// Our own mirrored slices name the imported service in the MCS label.
 		if svc := o.GetLabels()[mcs.LabelServiceName]; svc != "" {
 			return o.GetNamespace() + "/" + svc
 		}
 		return o.GetNamespace() + "/" + o.GetLabels()[discoveryv1.LabelServiceName]
-	})); err != nil {
-		return nil, err
-	}
-	return m, nil
+	}))
+	return err
 }
 
 // keyHandler enqueues the key of every added, updated or deleted object.
@@ -142,6 +156,10 @@ func keyHandler(enqueue func(string), key func(metav1.Object) string) cache.Reso
 func (m *member) start(parent context.Context, enqueue func(string), onSynced func()) {
 	ctx, cancel := context.WithCancel(parent)
 	m.cancel, m.startedAt = cancel, time.Now()
+	if m.pull != nil {
+		m.startPull(ctx, onSynced)
+		return
+	}
 	go m.status.run(ctx)
 	go m.services.RunWithContext(ctx)
 	go m.slices.RunWithContext(ctx)
@@ -313,6 +331,9 @@ func (m *member) service(key string) (*corev1.Service, bool) {
 // synced reports whether everything the member serves is in the caches; a member that does not
 // serve the MCS API yet counts as synced (it exports and imports nothing).
 func (m *member) synced() bool {
+	if m.pull != nil {
+		return m.pullSynced()
+	}
 	if !m.services.HasSynced() || !m.slices.HasSynced() || !m.namespaces.HasSynced() {
 		return false
 	}

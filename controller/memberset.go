@@ -38,20 +38,13 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	}
 	cl := obj.(*clusterv1alpha1.Cluster)
 	c.trackReadiness(ctx, cl)
-	if cl.Spec.SyncMode != clusterv1alpha1.Push {
-		c.mu.Lock()
-		reported := c.pull[name]
-		c.pull[name] = true
-		c.mu.Unlock()
-		if !reported {
-			logger.Info("cluster is in Pull mode, which this controller does not support: its services are neither exported nor imported", "syncMode", cl.Spec.SyncMode)
-			c.recorder.Eventf(cl, corev1.EventTypeWarning, "UnsupportedSyncMode",
-				"coredns-mcs-controller supports Push-mode clusters only; %s is %s: its ServiceExports and ServiceImports are ignored", name, cl.Spec.SyncMode)
-		}
-		if old != nil {
-			c.removeMember(name)
-		}
-		return nil
+	if cl.Spec.SyncMode == clusterv1alpha1.Pull {
+		return c.syncPullCluster(ctx, cl, old)
+	}
+	if old != nil && old.pull != nil {
+		logger.Info("cluster is in Push mode now; reading it from its apiserver")
+		c.removeMember(name)
+		old = nil
 	}
 	if cl.Spec.APIEndpoint == "" || cl.Spec.SecretRef == nil || cl.Spec.SecretRef.Name == "" {
 		return fmt.Errorf("cluster %s has no apiEndpoint or secretRef", name)
@@ -88,7 +81,31 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	m.start(c.ctx, c.enqueue, c.enqueueAll)
 	c.mu.Lock()
 	c.members[name] = m
-	delete(c.pull, name)
+	memberGauge.Set(float64(len(c.members)))
+	c.mu.Unlock()
+	c.enqueueAll()
+	return nil
+}
+
+// syncPullCluster keeps the Pull member of Cluster cl (old: as known) read from its agent's
+// reports; nothing of its credentials is read, and its apiserver is never called.
+func (c *Controller) syncPullCluster(ctx context.Context, cl *clusterv1alpha1.Cluster, old *member) error {
+	if old != nil && old.pull != nil {
+		return nil
+	}
+	logger := klog.FromContext(ctx).WithValues("cluster", cl.Name)
+	if old != nil {
+		logger.Info("cluster is in Pull mode now; reading it from its agent's reports")
+		c.removeMember(cl.Name)
+	}
+	m, err := newPullMember(cl.Name, c.karmadaWatch, c.karmada, c.statusWorks, c.enqueue, c.enqueueNamespace, func(string) { c.enqueueAll() })
+	if err != nil {
+		return err
+	}
+	logger.Info("Pull-mode cluster joined; reading it from its agent's reports", "namespace", ExecutionNamespacePrefix+cl.Name)
+	m.start(c.ctx, c.enqueue, c.enqueueAll)
+	c.mu.Lock()
+	c.members[cl.Name] = m
 	memberGauge.Set(float64(len(c.members)))
 	c.mu.Unlock()
 	c.enqueueAll()
@@ -147,9 +164,9 @@ func (c *Controller) enqueueNamespace(ns string) {
 	}
 }
 
-// fleet returns the members whose caches are synced, by name, and the names of the Push-mode
-// Clusters that are not: not joined yet (a controller just started), without working
-// credentials, or unreachable. What those export and import is unknown, so a reconcile holds
+// fleet returns the members whose caches are synced, by name, and the names of the Clusters
+// that are not: not joined yet (a controller just started), without working credentials,
+// unreachable, or (Pull) whose agent has not reported everything yet. What those export and import is unknown, so a reconcile holds
 // their Works as they are (see held) instead of reading their absence as "nothing".
 func (c *Controller) fleet() ([]*member, map[string]bool) {
 	unknown := map[string]bool{}
@@ -157,7 +174,7 @@ func (c *Controller) fleet() ([]*member, map[string]bool) {
 	c.mu.RLock()
 	for _, obj := range c.clusterInf.GetStore().List() {
 		cl := obj.(*clusterv1alpha1.Cluster)
-		if cl.Spec.SyncMode != clusterv1alpha1.Push || cl.DeletionTimestamp != nil {
+		if cl.DeletionTimestamp != nil {
 			continue
 		}
 		if m := c.members[cl.Name]; m != nil && m.synced() {

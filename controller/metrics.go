@@ -33,11 +33,11 @@ var (
 	}, []string{"cluster"})
 	memberGauge = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "coredns_mcs_controller_members",
-		Help: "Push-mode member clusters the controller watches.",
+		Help: "Member clusters the controller follows (Push: from their apiserver; Pull: from their agent's reports).",
 	})
 	syncedGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "coredns_mcs_controller_member_synced",
-		Help: "1 while the controller's caches of a Push-mode member are synced; 0 while it is unknown (not joined yet, no working credentials, unreachable): its Works are then held as they are.",
+		Help: "1 while the controller's caches of a member are synced; 0 while it is unknown (not joined yet, no working credentials, unreachable, or a Pull member whose agent has not reported everything): its Works are then held as they are.",
 	}, []string{"cluster"})
 	drainedGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "coredns_mcs_controller_member_drained",

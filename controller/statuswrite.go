@@ -21,27 +21,22 @@ import (
 // The status writers: each writes only when something changed, and retries a conflict (our
 // cache lagging behind a write, ours or Karmada labelling its template) on the object read afresh.
 
+// WriteExportStatus is writeExportStatus, for the agent of a Pull member.
+var WriteExportStatus = writeExportStatus
+
+// WriteImportStatus is writeImportStatus, for the agent of a Pull member.
+var WriteImportStatus = writeImportStatus
+
 // writeExportStatus sets conds on a ServiceExport (in a member, or the template on Karmada) read
 // from cache as se, and returns the conditions that changed.
 func writeExportStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, se *mcsv1beta1.ServiceExport,
 	conds []metav1.Condition) ([]metav1.Condition, error) {
 	var changed []metav1.Condition
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		changed = nil
-		updated := slices.Clone(se.Status.Conditions)
-		for _, cond := range conds {
-			cond.ObservedGeneration = se.Generation
-			if cur := meta.FindStatusCondition(updated, cond.Type); cur != nil && sameCondition(*cur, cond) {
-				continue
-			}
-			meta.SetStatusCondition(&updated, cond)
-			changed = append(changed, cond)
-		}
-		if len(changed) == 0 {
+		out := se.DeepCopy()
+		if changed = SetExportConditions(out, conds); len(changed) == 0 {
 			return nil
 		}
-		out := se.DeepCopy()
-		out.Status.Conditions = updated
 		return updateStatus(ctx, dyn, gvr, out, func(fresh *unstructured.Unstructured) { se = mcs.ExportFrom(fresh) })
 	})
 	return changed, err
@@ -59,6 +54,15 @@ func (c *Controller) writeExportStatuses(o *observation, perMember map[string][]
 	key := o.ns + "/" + o.name
 	for _, st := range o.states {
 		m, se, conds := st.m, st.obj, perMember[st.m.name]
+		if m.pull != nil {
+			m.status.set("ServiceExport/"+key, func(ctx context.Context) error {
+				if err := m.writeStatusWork(ctx, "ServiceExport", se.Namespace, se.Name, pullExportStatus(conds)); err != nil {
+					return fmt.Errorf("status of ServiceExport %s in %s (for its agent): %w", key, m.name, err)
+				}
+				return nil
+			})
+			continue
+		}
 		gvr, _, _ := m.mcsInformers()
 		m.status.set("ServiceExport/"+key, func(ctx context.Context) error {
 			changed, err := writeExportStatus(ctx, m.dyn, gvr, se, conds)
@@ -66,9 +70,7 @@ func (c *Controller) writeExportStatuses(o *observation, perMember map[string][]
 				return fmt.Errorf("status of ServiceExport %s in %s: %w", key, m.name, err)
 			}
 			for _, cond := range changed {
-				if warn := cond.Type == string(mcsv1beta1.ServiceExportConditionValid) && cond.Status == metav1.ConditionFalse ||
-					cond.Type == string(mcsv1beta1.ServiceExportConditionConflict) && cond.Status == metav1.ConditionTrue ||
-					cond.Reason == string(ReasonDerivedServiceTaken); warn && m.recorder != nil {
+				if warns(cond) && m.recorder != nil {
 					m.recorder.Event(se, corev1.EventTypeWarning, cond.Reason, cond.Message)
 				}
 			}
@@ -118,6 +120,15 @@ func (c *Controller) writeImportStatuses(o *observation, pending []string) {
 		present := mcsv1beta1.EndpointSliceObjectsAbsent
 		if m.hasMirroredSlices(o.ns, im.name) {
 			present = mcsv1beta1.EndpointSliceObjectsPresent
+		}
+		if m.pull != nil {
+			m.status.set("ServiceImport/"+key, func(ctx context.Context) error {
+				if err := m.writeStatusWork(ctx, "ServiceImport", si.Namespace, si.Name, pullImportStatus(clusters, present, cond)); err != nil {
+					return fmt.Errorf("status of ServiceImport %s in %s (for its agent): %w", key, m.name, err)
+				}
+				return nil
+			})
+			continue
 		}
 		m.status.set("ServiceImport/"+key, func(ctx context.Context) error {
 			if err := writeImportStatus(ctx, m.dyn, gvr, si, clusters, present, cond); err != nil {

@@ -39,6 +39,8 @@ type MemberStatus struct {
 	Drained bool `json:"drained"`
 	// ClusterID is the member's cluster id (its ClusterProperty, else its Karmada name).
 	ClusterID string `json:"clusterID,omitempty"`
+	// Agent is the version of a Pull member's mcs-agent, as it reports it (empty: none reported).
+	Agent string `json:"agent,omitempty"`
 	// NotServed says why the member's services are not served, when they are not.
 	NotServed string `json:"notServed,omitempty"`
 }
