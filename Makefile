@@ -77,7 +77,7 @@ IMAGE_ENGINE ?= $(shell for e in podman buildah docker; do command -v $$e >/dev/
 image: ## Build the coredns-mcs and mcs-controller images (Containerfile; podman, buildah or docker; BASE=scratch builds offline).
 	@[ -n "$(IMAGE_ENGINE)" ] || { echo "make image: no podman, buildah or docker here (hack/install-packages.sh image installs podman)"; exit 1; }
 	@mkdir -p $(OUT)/image
-	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(OUT)/image/ ./cmd/coredns-mcs ./cmd/mcs-controller
+	CGO_ENABLED=0 go build -trimpath -ldflags '$(GO_LDFLAGS)' -o $(OUT)/image/ ./cmd/coredns-mcs ./cmd/mcs-controller ./cmd/mcs-agent
 	setcap cap_net_bind_service=+ep $(OUT)/image/coredns-mcs
 	for t in coredns-mcs mcs-controller; do \
 	  if [ "$(IMAGE_ENGINE)" = buildah ]; then b="buildah bud"; else b="$(IMAGE_ENGINE) build"; fi; \

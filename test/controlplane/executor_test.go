@@ -43,6 +43,9 @@ func resourceOf(u *unstructured.Unstructured) schema.GroupVersionResource {
 
 func execute(ctx context.Context, w *workv1alpha1.Work) {
 	m := members[strings.TrimPrefix(w.Namespace, "karmada-es-")]
+	if w.Spec.SuspendDispatching != nil && *w.Spec.SuspendDispatching {
+		return // Karmada's execution controller skips it (a Pull member's agent's reports)
+	}
 	if m == nil || len(w.Spec.Workload.Manifests) != 1 {
 		return
 	}

@@ -5,7 +5,9 @@
 // controller-runtime's envtest): one playing Karmada's control plane, with Karmada's Work and MCS
 // CRDs and a stand-in for its aggregated Cluster API, and two members with the mcs-api CRDs. No
 // Karmada controller runs: the test plays Karmada's execution controller (executor.go), reading
-// Works and applying their manifests to the members. Each test takes seconds.
+// Works and applying their manifests to the members. member3 is a Pull-mode member: no Secret of
+// it exists on Karmada, and its mcs-agent (controller/agent) runs for the whole tier with a
+// Karmada identity that may only touch karmada-es-member3 (pull_test.go). Each test takes seconds.
 //
 // Run by `make test` (hack/test.sh) before the clusterset tests; alone: make test-controlplane.
 package controlplane_test
@@ -185,7 +187,8 @@ func run(m *testing.M) (int, error) {
 	repo, _ := filepath.Abs("../..")
 	tokens := filepath.Join(os.TempDir(), fmt.Sprintf("cmcs-tokens-%d.csv", os.Getpid()))
 	// The controller reaches members as Karmada does: a bearer token from the Cluster's secret.
-	if err := os.WriteFile(tokens, []byte(memberToken+`,karmada,karmada,"system:masters"`+"\n"+nobodyToken+",nobody,nobody\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte(memberToken+`,karmada,karmada,"system:masters"`+"\n"+nobodyToken+",nobody,nobody\n"+
+		agentToken+","+agentUser+","+agentUser+"\n"), 0o600); err != nil {
 		return 1, err
 	}
 	defer os.Remove(tokens)
@@ -212,7 +215,7 @@ func run(m *testing.M) (int, error) {
 		return c, nil
 	}
 	defer func() {
-		for _, c := range append([]*cluster{karmada}, members["member1"], members["member2"]) {
+		for _, c := range append([]*cluster{karmada}, members["member1"], members["member2"], members[pullMember]) {
 			if c != nil {
 				_ = c.env.Stop()
 			}
@@ -237,10 +240,22 @@ func run(m *testing.M) (int, error) {
 			return 1, err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "controlplane tier: 3 control planes up in %s\n", time.Since(t0).Round(100*time.Millisecond))
+	c, err := start(pullMember, []string{filepath.Join(repo, "manifests", "crds"), filepath.Join(repo, "test", "testdata", "clusterproperty-crd.yaml")}, true)
+	if err != nil {
+		return 1, err
+	}
+	members[pullMember] = c
+	if err := joinPull(c); err != nil {
+		return 1, err
+	}
+	fmt.Fprintf(os.Stderr, "controlplane tier: 4 control planes up in %s\n", time.Since(t0).Round(100*time.Millisecond))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go runExecutor(ctx)
+	if err := startAgent(); err != nil {
+		return 1, err
+	}
+	defer stopAgent()
 	return m.Run(), nil
 }
 

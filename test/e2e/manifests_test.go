@@ -36,9 +36,23 @@ func TestManifestsApply(t *testing.T) {
 		{"overlays/production", []string{clusterset.Member1}},
 		{"karmada", []string{clusterset.Karmada}},
 		{"member", []string{clusterset.Member1, clusterset.Member2}},
+		{"agent/member", []string{clusterset.Member1}},
+		{"agent/karmada", []string{clusterset.Karmada}}, // through the overlay below
 	} {
+		path := filepath.Join(dir, tc.kustomization)
+		if tc.kustomization == "agent/karmada" {
+			// Per Pull member: its namespace set by an overlay, as the kustomization says.
+			path = t.TempDir()
+			rel, err := filepath.Rel(path, filepath.Join(dir, tc.kustomization)) // kustomize wants it relative
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(path, "kustomization.yaml"), []byte("namespace: karmada-es-member1\nresources: ["+rel+"]\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
 		for _, ctx := range tc.contexts {
-			out := env.KubectlT(t, ctx, "", "apply", "--dry-run=server", "-k", filepath.Join(dir, tc.kustomization))
+			out := env.KubectlT(t, ctx, "", "apply", "--dry-run=server", "-k", path)
 			if !strings.Contains(out, "(server dry run)") {
 				t.Errorf("%s on %s: %q", tc.kustomization, ctx, out)
 			}

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"path/filepath"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
 )
 
@@ -539,7 +541,9 @@ func expectGoneWithin(t testing.TB, timeout time.Duration, c kubernetes.Interfac
 }
 
 // TestClusterIDAndPullMode: a member's ClusterProperty cluster.clusterset.k8s.io (two labels here)
-// becomes the source-cluster of its mirrored slices; a Pull-mode cluster is reported by an event.
+// becomes the source-cluster of its mirrored slices; a Pull-mode cluster whose mcs-agent never
+// reported is named in the controller's fleet status as waiting for its agent, and costs the
+// other members nothing.
 func TestClusterIDAndPullMode(t *testing.T) {
 	ctx := context.Background()
 	env.PropagateMCSCRDs(t)
@@ -579,10 +583,28 @@ kind: Cluster
 metadata: {name: pull-demo}
 spec: {syncMode: Pull}
 `, "apply", "-f", "-")
-	clusterset.Eventually(t, 30*time.Second, "UnsupportedSyncMode event for the Pull-mode cluster", func() error {
-		out, err := env.Run(clusterset.Karmada, "", "get", "events", "-A", "--field-selector", "reason=UnsupportedSyncMode,involvedObject.name=pull-demo", "-o", "name")
-		if err != nil || strings.TrimSpace(out) == "" {
-			return fmt.Errorf("no event yet (err=%v)", err)
+	clusterset.Eventually(t, 30*time.Second, "the fleet status names pull-demo as waiting for its mcs-agent", func() error {
+		out, err := env.Run(clusterset.Karmada, "", "get", "configmap", "-n", "karmada-system", mcs.StatusConfigMap, "-o", "jsonpath={.data.status\\.json}")
+		if err != nil {
+			return err
+		}
+		var st mcs.FleetStatus
+		if err := json.Unmarshal([]byte(out), &st); err != nil {
+			return err
+		}
+		for _, m := range st.Members {
+			if m.Name == "pull-demo" && m.Mode == "Pull" && !m.Synced && strings.Contains(m.NotServed, "mcs-agent") {
+				return nil
+			}
+		}
+		return fmt.Errorf("members %+v", st.Members)
+	})
+	// The other members' services go on: member1's new endpoint reaches member2.
+	echoIn(t, clusterset.Member1, ns, "10.10.8.9", 8080)
+	clusterset.Eventually(t, 30*time.Second, "member2 follows member1's new endpoint", func() error {
+		ips, _, err := readyIPs(ctx, m2, ns, "kubernetes.io/service-name=derived-echo")
+		if err != nil || !slices.Equal(ips, []string{"10.10.8.9"}) {
+			return fmt.Errorf("endpoints %v (err=%v)", ips, err)
 		}
 		return nil
 	})
