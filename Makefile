@@ -44,6 +44,10 @@ vet: ## Run go vet.
 test-controlplane: deps ## The controller against real kube-apiservers (envtest; no Karmada process), ~2 min.
 	hack/test-controlplane.sh
 
+.PHONY: test-fleet
+test-fleet: deps build ## Opt-in: five Push members on a clusterset of their own (port base 29000), brought down after (~5 min).
+	go test -tags fleet -count=1 -timeout 20m -v ./test/fleet/
+
 .PHONY: test-unit
 test-unit: ## Run unit tests only (no clusterset needed).
 	CGO_ENABLED=1 go test -race -count=1 $$(go list ./... | grep -v /test/)

@@ -12,7 +12,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
-// The member failure policy. Karmada reports a member's health in its Cluster's Ready condition.
+// The member failure policy. Karmada reports a member's health in its Cluster's Ready condition;
+// a Pull member is also not Ready while its mcs-agent's report lease has run out (agentGone).
 // Under the drain policy, a member not Ready for the grace period has its exported endpoints
 // withdrawn from every importer (every service is reconciled when the grace ends), and restored
 // when it is Ready again; under keep, nothing changes (Karmada's own behaviour).
@@ -21,6 +22,11 @@ import (
 func (c *Controller) trackReadiness(ctx context.Context, cl *clusterv1alpha1.Cluster) {
 	logger := klog.FromContext(ctx).WithValues("cluster", cl.Name)
 	ready, since := clusterReady(cl)
+	if gone, at := c.agentGone(cl.Name); gone && (ready || at.Before(since)) {
+		// A Pull member whose mcs-agent stopped renewing its report: what it exports is not
+		// known to be served any more, as for a member Karmada reports not Ready.
+		ready, since = false, at
+	}
 	c.mu.Lock()
 	was, wasNotReady := c.notReady[cl.Name]
 	if ready {
@@ -70,6 +76,22 @@ func clusterReady(cl *clusterv1alpha1.Cluster) (bool, time.Time) {
 		return false, time.Now()
 	}
 	return false, cond.LastTransitionTime.Time
+}
+
+// agentGone reports whether the mcs-agent of a Pull member let its report's lease run out, and
+// when it did.
+func (c *Controller) agentGone(name string) (bool, time.Time) {
+	c.mu.RLock()
+	m := c.members[name]
+	c.mu.RUnlock()
+	if m == nil || m.pull == nil {
+		return false, time.Time{}
+	}
+	rep := m.pull.cluster.Load()
+	if rep == nil {
+		return false, time.Time{}
+	}
+	return rep.Expired(time.Now())
 }
 
 // drained reports whether a member's exported endpoints are withdrawn now.

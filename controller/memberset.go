@@ -9,13 +9,16 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 )
 
 // syncCluster keeps the member of Karmada Cluster name in step with its object and credentials:
@@ -98,7 +101,11 @@ func (c *Controller) syncPullCluster(ctx context.Context, cl *clusterv1alpha1.Cl
 		logger.Info("cluster is in Pull mode now; reading it from its agent's reports")
 		c.removeMember(cl.Name)
 	}
-	m, err := newPullMember(cl.Name, c.karmadaWatch, c.karmada, c.statusWorks, c.enqueue, c.enqueueNamespace, func(string) { c.enqueueAll() })
+	cluster := func(name string) reconcile.Request {
+		return reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}
+	}
+	m, err := newPullMember(cl.Name, c.karmadaWatch, c.karmada, c.statusWorks, c.enqueue, c.enqueueNamespace, func(string) { c.enqueueAll() },
+		func(name string) { c.clusters.Add(cluster(name)) }, func(name string, d time.Duration) { c.clusters.AddAfter(cluster(name), d) })
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ type pullState struct {
 
 // newPullMember builds a Pull member whose caches are its agent's reports.
 func newPullMember(name string, karmadaWatch, karmada karmadaclient.Interface, statusWorks cache.SharedIndexInformer,
-	enqueue, enqueueNamespace, onIDChange func(string)) (*member, error) {
+	enqueue, enqueueNamespace, onIDChange, onReport func(string), onExpiry func(string, time.Duration)) (*member, error) {
 	m := &member{name: name, id: name, status: newStatusWriter(name),
 		pull: &pullState{karmada: karmada, statusWorks: statusWorks}}
 	m.services = report.Informer(karmadaWatch, name, report.KindService, cache.Indexers{})
@@ -59,7 +59,16 @@ func newPullMember(name string, karmadaWatch, karmada karmadaclient.Interface, s
 	}
 	m.pull.clusterInf = workinformers.NewFilteredWorkInformer(karmadaWatch, report.ExecutionNamespace(name), 0, cache.Indexers{},
 		func(o *metav1.ListOptions) { o.LabelSelector = report.Selector(report.KindCluster) })
-	if _, err := m.pull.clusterInf.AddEventHandler(mcs.Handler(func(any) { m.readClusterReport(onIDChange) })); err != nil {
+	if _, err := m.pull.clusterInf.AddEventHandler(mcs.Handler(func(any) {
+		m.readClusterReport(onIDChange)
+		// The member's readiness follows the agent's lease: looked at now, and when it would run out.
+		onReport(name)
+		if rep := m.pull.cluster.Load(); rep != nil {
+			if _, end := rep.Expired(time.Now()); !end.IsZero() {
+				onExpiry(name, time.Until(end)+100*time.Millisecond)
+			}
+		}
+	})); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -53,9 +53,12 @@ build_kube() {
   (cd "$src" && go build -trimpath -ldflags "$ld" -o "$out/" "${cmds[@]/#/k8s.io/kubernetes/cmd/}")
 }
 
+# The Karmada binaries; agent is karmada-agent, which runs in Pull-mode members.
+KARMADA_CMDS=(controller-manager scheduler webhook aggregated-apiserver agent)
+
 build_karmada() {
   local out=$CMCS_CACHE/karmada-$KARMADA_VERSION src=$CMCS_CACHE/src/karmada-$KARMADA_VERSION
-  local cmds=(controller-manager scheduler webhook aggregated-apiserver)
+  local cmds=("${KARMADA_CMDS[@]}")
   wrapper "$src" github.com/karmada-io/karmada "$KARMADA_VERSION" "${cmds[@]/#/github.com/karmada-io/karmada/cmd/}"
   (cd "$src" && go mod tidy)
   mkdir -p "$out/tmp"
@@ -115,6 +118,8 @@ for c in "${components[@]}"; do
   if [ -f "$dir/.done" ]; then
     # Files added to a component after it was built are copied without rebuilding it.
     [ "$c" = kwok ] && [ ! -d "$dir/crds" ] && assets_kwok
+    # karmada-agent joined the Karmada binaries after v1.16.0 was first cached here.
+    [ "$c" = karmada ] && [ ! -x "$dir/karmada-agent" ] && { log "karmada $v: adding karmada-agent"; build_karmada; date -u +%FT%TZ >"$dir/.done"; }
     log "$c $v: cached in $dir"
     continue
   fi

@@ -28,6 +28,8 @@ hack/test-controlplane.sh
 # A fresh clusterset, so no earlier run (a demo's controller, say) is in the way; it is brought
 # down at the end.
 trap 'hack/clusterset.sh down >/dev/null 2>&1 || true' EXIT
+# Two Push members and one Pull member (member3: karmada-agent and mcs-agent), in every up below.
+export CMCS_PULL_MEMBERS=${CMCS_PULL_MEMBERS:-1}
 step "local clusterset (from nothing)"
 hack/clusterset.sh down >/dev/null
 # The host's own network, as the clusterset must leave it (compared after the last down).
@@ -74,7 +76,7 @@ step "clusterset lifecycle: down, up, status, Karmada MCS switched on, down, up 
 source hack/versions.sh
 left() {
   local p
-  for p in $(pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller|nodeagent|serve|request)|_output/clusterset/net/|sleep 86399"); do
+  for p in $(pgrep -f "$CMCS_CACHE/|_output/bin/(coredns-mcs|mcs-controller|mcs-agent|nodeagent|serve|request)|_output/clusterset/net/|sleep 86399"); do
     [ "$p" = $$ ] || ps -o pid=,args= -p "$p" 2>/dev/null || true
   done
   ip netns list 2>/dev/null | grep "^cmcs${CMCS_PORT_BASE:-31000}-" || true

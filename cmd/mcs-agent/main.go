@@ -31,7 +31,7 @@ func main() {
 		cluster, derivedPrefix        string
 		metricsAddr, probeAddr        string
 		workers                       int
-		timeout, interval             time.Duration
+		timeout, interval, lease      time.Duration
 		showVersion                   bool
 	)
 	flag.BoolVar(&showVersion, "version", false, "print the version and exit")
@@ -46,6 +46,7 @@ func main() {
 	flag.IntVar(&workers, "workers", 2, "items processed in parallel")
 	flag.DurationVar(&timeout, "request-timeout", 15*time.Second, "bound of each request (watches excepted)")
 	flag.DurationVar(&interval, "cluster-interval", 10*time.Second, "how often the cluster id, IP families and MCS versions are re-read")
+	flag.DurationVar(&lease, "lease-duration", 40*time.Second, "how long a cluster report vouches for the agent (renewed every quarter of it): the controller takes a member whose agent's report is older for not Ready")
 	klog.InitFlags(nil)
 	flag.Parse()
 	if showVersion {
@@ -53,7 +54,7 @@ func main() {
 		return
 	}
 	if err := run(kubeconfig, kubecontext, karmadaKubeconfig, karmadaCtx, metricsAddr, probeAddr, agent.Options{
-		Cluster: cluster, DerivedPrefix: derivedPrefix, Workers: workers, RequestTimeout: timeout, ClusterInterval: interval,
+		Cluster: cluster, DerivedPrefix: derivedPrefix, Workers: workers, RequestTimeout: timeout, ClusterInterval: interval, Lease: lease,
 	}); err != nil {
 		klog.ErrorS(err, "mcs-agent")
 		os.Exit(1)

@@ -60,6 +60,10 @@ type Options struct {
 	// ClusterInterval: how often the cluster id, IP families and MCS versions are re-read
 	// (default 10 s).
 	ClusterInterval time.Duration
+	// Lease is how long the agent's cluster report vouches for it (default 40 s, Karmada's
+	// cluster lease): it is renewed every quarter of it, and the controller takes a member whose
+	// report is older for not Ready.
+	Lease time.Duration
 }
 
 // item is one thing to bring in step: the report of a member object (status false), or the
@@ -115,6 +119,12 @@ func New(memberCfg, karmadaCfg *rest.Config, opts Options) (*Agent, error) {
 	}
 	if opts.ClusterInterval <= 0 {
 		opts.ClusterInterval = 10 * time.Second
+	}
+	if opts.Lease <= 0 {
+		opts.Lease = 40 * time.Second
+	}
+	if opts.ClusterInterval > opts.Lease/4 {
+		opts.ClusterInterval = opts.Lease / 4
 	}
 	bounded := func(cfg *rest.Config) *rest.Config {
 		c := rest.CopyConfig(cfg)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"time"
 
 	workv1alpha1 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -27,7 +29,7 @@ func (a *Agent) writeCluster(ctx context.Context) error {
 		cur = o.(*workv1alpha1.Work)
 		prev, _ = report.DecodeCluster(cur)
 	}
-	rep := report.Cluster{Synced: a.synced.Load(), AgentVersion: version.Get()}
+	rep := report.Cluster{Synced: a.synced.Load(), AgentVersion: version.Get(), LeaseSeconds: int32(a.opts.Lease / time.Second)}
 	id, err := mcs.ReadClusterID(ctx, a.memberDyn, a.opts.Cluster)
 	switch {
 	case err == nil:
@@ -52,6 +54,14 @@ func (a *Agent) writeCluster(ctx context.Context) error {
 	if !se.Empty() {
 		rep.ExportVersion, rep.ImportVersion = se.GroupVersion().String(), si.GroupVersion().String()
 	}
+	// The lease: renewed once a quarter of it has passed, or with any other change.
+	if prev != nil && prev.RenewTime.Add(a.opts.Lease/4).After(time.Now()) {
+		rep.RenewTime = prev.RenewTime
+		if same, _ := json.Marshal(rep); string(same) == string(mustJSON(prev)) {
+			return nil
+		}
+	}
+	rep.RenewTime = metav1.NewTime(time.Now().Truncate(time.Second))
 	payload, err := json.Marshal(rep)
 	if err != nil {
 		return err
@@ -73,10 +83,19 @@ func (a *Agent) writeCluster(ctx context.Context) error {
 	}
 	if err == nil {
 		reportWrites.WithLabelValues("cluster").Inc()
+		if prev != nil && prev.ClusterID == rep.ClusterID && slices.Equal(prev.Families, rep.Families) && prev.Synced == rep.Synced &&
+			prev.ExportVersion == rep.ExportVersion && prev.ImportVersion == rep.ImportVersion {
+			return nil // a renewal
+		}
 		klog.FromContext(ctx).Info("cluster report written", "clusterID", rep.ClusterID, "families", rep.Families,
 			"serviceexports", rep.ExportVersion, "serviceimports", rep.ImportVersion, "synced", rep.Synced)
 	}
 	return err
+}
+
+func mustJSON(v any) []byte {
+	b, _ := json.Marshal(v)
+	return b
 }
 
 var (

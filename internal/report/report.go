@@ -22,6 +22,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"time"
 
 	workv1alpha1 "github.com/karmada-io/karmada/pkg/apis/work/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
@@ -82,6 +83,21 @@ type Cluster struct {
 	Synced bool `json:"synced"`
 	// AgentVersion is the agent's build.
 	AgentVersion string `json:"agentVersion,omitempty"`
+	// RenewTime is when the agent last wrote the report; it rewrites it at least every quarter of
+	// LeaseSeconds. A report older than LeaseSeconds says the agent is gone: the controller then
+	// treats the member as not Ready (its failure policy applies), as Karmada does a Pull member
+	// whose karmada-agent stopped renewing its lease.
+	RenewTime    metav1.Time `json:"renewTime"`
+	LeaseSeconds int32       `json:"leaseSeconds,omitempty"`
+}
+
+// Expired reports whether the agent's lease ran out at now, and since when.
+func (c *Cluster) Expired(now time.Time) (bool, time.Time) {
+	if c.LeaseSeconds <= 0 || c.RenewTime.IsZero() {
+		return false, time.Time{}
+	}
+	end := c.RenewTime.Add(time.Duration(c.LeaseSeconds) * time.Second)
+	return !now.Before(end), end
 }
 
 // ExportStatus is what the controller decided for a member's ServiceExport.

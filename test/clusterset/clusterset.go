@@ -25,6 +25,8 @@ const (
 	Karmada = "karmada-apiserver"
 	Member1 = "member1"
 	Member2 = "member2"
+	// Member3 is the Pull-mode member (karmada-agent and mcs-agent run in it).
+	Member3 = "member3"
 )
 
 // Env is a running local clusterset.
@@ -45,10 +47,16 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
-// Up brings the clusterset up (idempotent: a running one is reused) and describes it.
+// Up brings the clusterset up (idempotent: a running one is reused, and gets the members it
+// lacks) and describes it. The tests need one Pull member (member3) besides the two Push ones:
+// CMCS_PULL_MEMBERS defaults to 1 here.
 func Up() (*Env, error) {
 	root := RepoRoot()
 	cmd := exec.Command(filepath.Join(root, "hack", "clusterset.sh"), "up")
+	cmd.Env = os.Environ()
+	if os.Getenv("CMCS_PULL_MEMBERS") == "" {
+		cmd.Env = append(cmd.Env, "CMCS_PULL_MEMBERS=1")
+	}
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("hack/clusterset.sh up: %w", err)

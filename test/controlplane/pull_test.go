@@ -99,9 +99,11 @@ var agentRun struct {
 	done   chan error
 }
 
-// startAgent runs member3's agent until stopAgent.
-func startAgent() error {
-	a, err := agent.New(members[pullMember].cfg, agentConfig(), agent.Options{Cluster: pullMember, ClusterInterval: time.Second})
+// startAgent runs member3's agent until stopAgent (lease: its report's; 0 for the default).
+func startAgent() error { return startAgentWith(0) }
+
+func startAgentWith(lease time.Duration) error {
+	a, err := agent.New(members[pullMember].cfg, agentConfig(), agent.Options{Cluster: pullMember, ClusterInterval: time.Second, Lease: lease})
 	if err != nil {
 		return err
 	}
@@ -363,4 +365,41 @@ func TestPullAgentRestart(t *testing.T) {
 		return fmt.Errorf("still there: %v", err)
 	})
 	expectImported(t, m1, ns, "b", "10.14.1.2", "10.14.1.3")
+}
+
+// A Pull member whose mcs-agent stops renewing its report is not Ready for the failure policy:
+// under drain, its exports leave every importer after the grace, and come back with the agent.
+func TestPullAgentGoneDrains(t *testing.T) {
+	stopAgent()
+	if err := startAgentWith(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stopAgent()
+		if err := startAgent(); err != nil {
+			t.Error(err)
+		}
+	})
+	startController(t, controller.Options{FailureGrace: time.Second})
+	ns := pullNamespace(t, "pulldrain")
+	m1, m3 := members["member1"], members[pullMember]
+	serve(t, m3, ns, "edge", false, 80, "10.14.2.1")
+	export(t, m3, ns, "edge")
+	expectImported(t, m1, ns, "edge", "10.14.2.1")
+	before := expectDerived(t, m1, ns, "derived-edge")
+
+	stopAgent()
+	start := time.Now()
+	expectImported(t, m1, ns, "edge")
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("drained %s after the agent stopped: before its lease (2 s) and the grace (1 s) ran out", d)
+	}
+	after := expectDerived(t, m1, ns, "derived-edge")
+	if after.Spec.ClusterIP != before.Spec.ClusterIP {
+		t.Errorf("derived-edge's ClusterIP changed while drained: %s -> %s", before.Spec.ClusterIP, after.Spec.ClusterIP)
+	}
+	if err := startAgentWith(2 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	expectImported(t, m1, ns, "edge", "10.14.2.1")
 }

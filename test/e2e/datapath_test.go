@@ -29,9 +29,15 @@ type hello struct{ node, pod, addr string }
 // when the pod is still there afterwards.
 func hellos(t *testing.T, name, address string, args ...string) []hello {
 	t.Helper()
+	return hellosIn(t, clusterset.Member2, name, address, args...)
+}
+
+// hellosIn is hellos from a pod of member.
+func hellosIn(t *testing.T, member, name, address string, args ...string) []hello {
+	t.Helper()
 	full := append([]string{"run", "-i", "--rm", "--restart=Never", "--image=jeremyot/request:0a40de8", name, "--",
 		"--address=" + address}, args...)
-	r, err := env.KubectlRun(clusterset.Member2, "", 2*time.Minute, full...)
+	r, err := env.KubectlRun(member, "", 2*time.Minute, full...)
 	if err != nil || r.Code != 0 {
 		t.Fatalf("kubectl run -i --rm %s: err=%v, exit %d\nstdout:\n%s\nstderr:\n%s", name, err, r.Code, r.Stdout, r.Stderr)
 	}
@@ -49,7 +55,7 @@ func hellos(t *testing.T, name, address string, args ...string) []hello {
 		}
 		got = append(got, hello{m[1], m[2], m[3]})
 	}
-	if _, err := env.Client(t, clusterset.Member2).CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+	if _, err := env.Client(t, member).CoreV1().Pods("default").Get(context.Background(), name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Errorf("after kubectl run --rm, pod %s: err=%v, want NotFound", name, err)
 	}
 	t.Logf("kubectl run -i --rm %s (--address=%s): %d answers, e.g. %q", name, address, len(got), first(lines))

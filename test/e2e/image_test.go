@@ -35,7 +35,9 @@ type builtImages struct {
 	repo, version string
 	config        map[string]imageConfig // by image name
 	rootfs        string                 // of coredns-mcs
-	err           error
+	// controllerFiles lists the files of the mcs-controller image (tar -t).
+	controllerFiles string
+	err             error
 }
 
 var (
@@ -106,6 +108,16 @@ func doBuildImages() builtImages {
 		b.err = err
 		return b
 	}
+	// The controller image carries the Pull members' agent too.
+	ctrl, err := sh("", engine, "create", b.repo+"/mcs-controller:"+b.version)
+	if err != nil {
+		b.err = err
+		return b
+	}
+	defer func() { _ = exec.Command(engine, "rm", "-f", strings.TrimSpace(ctrl)).Run() }()
+	if b.controllerFiles, b.err = sh("", "sh", "-c", fmt.Sprintf("%s export %s | tar -tf -", engine, strings.TrimSpace(ctrl))); b.err != nil {
+		return b
+	}
 	cid, err := sh("", engine, "create", b.repo+"/coredns-mcs:"+b.version)
 	if err != nil {
 		b.err = err
@@ -137,6 +149,11 @@ func TestImages(t *testing.T) {
 	}
 	if v := run(t, "", filepath.Join(img.rootfs, "coredns-mcs"), "-version"); !strings.Contains(v, "coredns-mcs "+img.version) {
 		t.Errorf("/coredns-mcs -version: %q, want coredns-mcs %s", v, img.version)
+	}
+	for _, f := range []string{"mcs-controller", "mcs-agent"} {
+		if !slices.Contains(strings.Fields(img.controllerFiles), f) {
+			t.Errorf("the mcs-controller image has no /%s (files: %q)", f, img.controllerFiles)
+		}
 	}
 
 	netns := env.Vars["CMCS_NETNS"] + "-imagetest"

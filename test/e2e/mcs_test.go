@@ -621,23 +621,29 @@ func uniqueNS(prefix string) string {
 // the namespaces: the next test starts with nothing of this one's left.
 func memberNamespace(t *testing.T, ns, derived string) {
 	t.Helper()
+	memberNamespaceIn(t, ns, derived, clusterset.Member1, clusterset.Member2)
+}
+
+// memberNamespaceIn is memberNamespace in the members given.
+func memberNamespaceIn(t *testing.T, ns, derived string, members ...string) {
+	t.Helper()
 	t.Cleanup(func() {
 		for _, kind := range []string{"serviceexports", "serviceimports"} {
-			for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+			for _, c := range members {
 				env.Run(c, "", "-n", ns, "delete", kind+".v1alpha1.multicluster.x-k8s.io", "--all")
 			}
 		}
 		// Generous: a member whose apiserver a test restarted may hold Karmada up for a while
 		// (Karmada deletes an object only once its cache of the member has it again).
-		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+		for _, c := range members {
 			expectGoneWithin(t, 90*time.Second, env.Client(t, c), ns, derived)
 		}
 		expectNoWorks(t, "mcs.coredns-mcs.io/service-namespace="+ns)
-		for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+		for _, c := range members {
 			env.Run(c, "", "delete", "namespace", ns, "--ignore-not-found", "--wait=false")
 		}
 	})
-	for _, c := range []string{clusterset.Member1, clusterset.Member2} {
+	for _, c := range members {
 		env.KubectlT(t, c, "", "create", "namespace", ns)
 	}
 }
