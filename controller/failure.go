@@ -46,6 +46,11 @@ func (c *Controller) trackReadiness(ctx context.Context, cl *clusterv1alpha1.Clu
 			c.clusters.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: cl.Name}},
 				time.Until(since.Add(c.opts.FailureGrace))+100*time.Millisecond)
 		}
+	case !ready && !c.drained(cl.Name) && c.opts.MemberFailure == MemberFailureDrain:
+		// Still within the grace: wake up when it ends (a delayed add of a key already waiting
+		// keeps the earlier time only, so it is asked for again on every look).
+		c.clusters.AddAfter(reconcile.Request{NamespacedName: types.NamespacedName{Name: cl.Name}},
+			time.Until(since.Add(c.opts.FailureGrace))+100*time.Millisecond)
 	case !ready && c.drained(cl.Name):
 		c.mu.Lock()
 		first := !c.drainedNow[cl.Name]

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
 	corev1 "k8s.io/api/core/v1"
@@ -105,7 +104,7 @@ func (c *Controller) syncPullCluster(ctx context.Context, cl *clusterv1alpha1.Cl
 		return reconcile.Request{NamespacedName: types.NamespacedName{Name: name}}
 	}
 	m, err := newPullMember(cl.Name, c.karmadaWatch, c.karmada, c.statusWorks, c.enqueue, c.enqueueNamespace, func(string) { c.enqueueAll() },
-		func(name string) { c.clusters.Add(cluster(name)) }, func(name string, d time.Duration) { c.clusters.AddAfter(cluster(name), d) })
+		func(name string) { c.clusters.Add(cluster(name)) })
 	if err != nil {
 		return err
 	}

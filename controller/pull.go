@@ -37,13 +37,15 @@ type pullState struct {
 	cluster    atomic.Pointer[report.Cluster]
 	// statusWorks is the controller's cache of status Works (shared by every Pull member).
 	statusWorks cache.SharedIndexInformer
+	// onReport looks at the member's readiness again (a new report, or its lease ran out).
+	onReport func(string)
 }
 
 // newPullMember builds a Pull member whose caches are its agent's reports.
 func newPullMember(name string, karmadaWatch, karmada karmadaclient.Interface, statusWorks cache.SharedIndexInformer,
-	enqueue, enqueueNamespace, onIDChange, onReport func(string), onExpiry func(string, time.Duration)) (*member, error) {
+	enqueue, enqueueNamespace, onIDChange, onReport func(string)) (*member, error) {
 	m := &member{name: name, id: name, status: newStatusWriter(name),
-		pull: &pullState{karmada: karmada, statusWorks: statusWorks}}
+		pull: &pullState{karmada: karmada, statusWorks: statusWorks, onReport: onReport}}
 	m.services = report.Informer(karmadaWatch, name, report.KindService, cache.Indexers{})
 	m.slices = report.Informer(karmadaWatch, name, report.KindEndpointSlice, sliceIndexers)
 	m.namespaces = report.Informer(karmadaWatch, name, report.KindNamespace, cache.Indexers{})
@@ -61,13 +63,7 @@ func newPullMember(name string, karmadaWatch, karmada karmadaclient.Interface, s
 		func(o *metav1.ListOptions) { o.LabelSelector = report.Selector(report.KindCluster) })
 	if _, err := m.pull.clusterInf.AddEventHandler(mcs.Handler(func(any) {
 		m.readClusterReport(onIDChange)
-		// The member's readiness follows the agent's lease: looked at now, and when it would run out.
-		onReport(name)
-		if rep := m.pull.cluster.Load(); rep != nil {
-			if _, end := rep.Expired(time.Now()); !end.IsZero() {
-				onExpiry(name, time.Until(end)+100*time.Millisecond)
-			}
-		}
+		onReport(name) // the member's readiness follows the agent's lease (see watchLease)
 	})); err != nil {
 		return nil, err
 	}
@@ -130,6 +126,7 @@ func (m *member) startPull(ctx context.Context, onSynced func()) {
 		go inf.RunWithContext(ctx)
 	}
 	go m.status.run(ctx)
+	go m.watchLease(ctx)
 	go func() {
 		for !m.synced() {
 			select {
@@ -140,6 +137,33 @@ func (m *member) startPull(ctx context.Context, onSynced func()) {
 		}
 		onSynced()
 	}()
+}
+
+// watchLease looks at the member's readiness again whenever its agent's lease runs out (a report
+// renewed afterwards is an informer event, which does the same). A timer per report would do,
+// but the cluster queue keeps only the earliest of several delayed adds of one key.
+func (m *member) watchLease(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	gone := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := false
+		if rep := m.pull.cluster.Load(); rep != nil {
+			now, _ = rep.Expired(time.Now())
+		}
+		if now != gone {
+			gone = now
+			if gone {
+				klog.Background().Info("Pull member's mcs-agent has not renewed its report within its lease", "cluster", m.name)
+			}
+			m.pull.onReport(m.name)
+		}
+	}
 }
 
 // pullSynced: the report caches are synced and the agent says it has reported everything.

@@ -22,6 +22,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
+	"github.com/coredns-mcs/coredns-mcs/internal/report"
 )
 
 // Fleet is what the commands read: the Karmada control plane and each member. Members are
@@ -37,12 +38,58 @@ type Fleet struct {
 	Member func(name string) (*Member, error)
 }
 
-// Member is one member's clients.
+// Member is one member's clients: its apiserver's, or (a Pull member, which Karmada's cluster
+// proxy does not reach) its mcs-agent's reports on the Karmada control plane.
 type Member struct {
 	Name string
 	Kube kubernetes.Interface
 	Dyn  dynamic.Interface
 	apis *mcs.APIs
+	// reports, for a Pull member: what its agent reports (internal/report).
+	reports karmadaclient.Interface
+}
+
+// NewPullMember reads member name from its agent's reports on the Karmada control plane.
+func NewPullMember(name string, karmada karmadaclient.Interface) *Member {
+	return &Member{Name: name, reports: karmada}
+}
+
+// reported lists the objects of kind the member's agent reports, in namespace ns ("" = all).
+func reported[T metav1.Object](ctx context.Context, m *Member, kind, ns string) ([]T, error) {
+	works, err := m.reports.WorkV1alpha1().Works(report.ExecutionNamespace(m.Name)).List(ctx, metav1.ListOptions{LabelSelector: report.Selector(kind)})
+	if err != nil {
+		return nil, fmt.Errorf("the reports of Pull member %s's mcs-agent: %w", m.Name, err)
+	}
+	var out []T
+	for i := range works.Items {
+		o, err := report.Decode(kind, &works.Items[i])
+		if err != nil {
+			continue
+		}
+		if t, ok := o.(T); ok && (ns == "" || o.GetNamespace() == ns) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// slicesOf lists the EndpointSlices of Service ns/name.
+func (m *Member) slicesOf(ctx context.Context, ns, name string) ([]discoveryv1.EndpointSlice, error) {
+	if m.reports != nil {
+		all, err := reported[*discoveryv1.EndpointSlice](ctx, m, report.KindEndpointSlice, ns)
+		var out []discoveryv1.EndpointSlice
+		for _, s := range all {
+			if s.Labels[discoveryv1.LabelServiceName] == name {
+				out = append(out, *s)
+			}
+		}
+		return out, err
+	}
+	list, err := m.Kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+	if err != nil {
+		return nil, err
+	}
+	return list.Items, nil
 }
 
 // Options say how to reach the fleet.
@@ -78,6 +125,11 @@ func NewFleet(o Options) (*Fleet, error) {
 			}
 			mc.Timeout = o.Timeout
 		} else {
+			// A Pull member is not reachable through Karmada's cluster proxy: its agent's reports are read.
+			if cl, err := f.KarmadaClusters.ClusterV1alpha1().Clusters().Get(context.Background(), name, metav1.GetOptions{}); err == nil &&
+				cl.Spec.SyncMode == clusterv1alpha1.Pull {
+				return NewPullMember(name, f.KarmadaClusters), nil
+			}
 			mc = rest.CopyConfig(cfg)
 			mc.Host = strings.TrimRight(cfg.Host, "/") + "/apis/cluster.karmada.io/v1alpha1/clusters/" + name + "/proxy"
 		}
@@ -159,6 +211,14 @@ func (m *Member) resource(versions []schema.GroupVersionResource) (schema.GroupV
 
 // Exports lists the member's ServiceExports (ns "" = all namespaces), by namespace/name.
 func (m *Member) Exports(ctx context.Context, ns string) (map[string]*mcsv1beta1.ServiceExport, error) {
+	if m.reports != nil {
+		list, err := reported[*mcsv1beta1.ServiceExport](ctx, m, report.KindServiceExport, ns)
+		out := map[string]*mcsv1beta1.ServiceExport{}
+		for _, e := range list {
+			out[e.Namespace+"/"+e.Name] = e
+		}
+		return out, err
+	}
 	gvr, err := m.resource(mcs.ExportVersions)
 	if err != nil {
 		return nil, err
@@ -177,6 +237,14 @@ func (m *Member) Exports(ctx context.Context, ns string) (map[string]*mcsv1beta1
 
 // Imports lists the member's ServiceImports (ns "" = all namespaces), by namespace/name.
 func (m *Member) Imports(ctx context.Context, ns string) (map[string]*mcsv1beta1.ServiceImport, error) {
+	if m.reports != nil {
+		list, err := reported[*mcsv1beta1.ServiceImport](ctx, m, report.KindServiceImport, ns)
+		out := map[string]*mcsv1beta1.ServiceImport{}
+		for _, e := range list {
+			out[e.Namespace+"/"+e.Name] = e
+		}
+		return out, err
+	}
 	gvr, err := m.resource(mcs.ImportVersions)
 	if err != nil {
 		return nil, err
@@ -195,6 +263,20 @@ func (m *Member) Imports(ctx context.Context, ns string) (map[string]*mcsv1beta1
 
 // Service returns a Service, nil when there is none.
 func (m *Member) Service(ctx context.Context, ns, name string) (*corev1.Service, error) {
+	if m.reports != nil {
+		w, err := m.reports.WorkV1alpha1().Works(report.ExecutionNamespace(m.Name)).Get(ctx, report.WorkName(false, report.KindService, ns, name), metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		o, err := report.Decode(report.KindService, w)
+		if err != nil {
+			return nil, err
+		}
+		return o.(*corev1.Service), nil
+	}
 	s, err := m.Kube.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		return nil, nil
@@ -204,11 +286,11 @@ func (m *Member) Service(ctx context.Context, ns, name string) (*corev1.Service,
 
 // Endpoints counts the ready and all endpoints of the EndpointSlices of Service name.
 func (m *Member) Endpoints(ctx context.Context, ns, name string) (ready, all, slices int, err error) {
-	list, err := m.Kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+	items, err := m.slicesOf(ctx, ns, name)
 	if err != nil {
 		return 0, 0, 0, err
 	}
-	for _, s := range list.Items {
+	for _, s := range items {
 		for _, e := range s.Endpoints {
 			all++
 			if e.Conditions.Ready == nil || *e.Conditions.Ready {
@@ -216,17 +298,17 @@ func (m *Member) Endpoints(ctx context.Context, ns, name string) (ready, all, sl
 			}
 		}
 	}
-	return ready, all, len(list.Items), nil
+	return ready, all, len(items), nil
 }
 
 // ReadyAddresses lists the IPv4 addresses of the ready endpoints of Service name.
 func (m *Member) ReadyAddresses(ctx context.Context, ns, name string) ([]string, error) {
-	list, err := m.Kube.DiscoveryV1().EndpointSlices(ns).List(ctx, metav1.ListOptions{LabelSelector: discoveryv1.LabelServiceName + "=" + name})
+	items, err := m.slicesOf(ctx, ns, name)
 	if err != nil {
 		return nil, err
 	}
 	var out []string
-	for _, s := range list.Items {
+	for _, s := range items {
 		if s.AddressType != discoveryv1.AddressTypeIPv4 {
 			continue
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -108,6 +109,23 @@ func TestPullMemberImportsTheSeed(t *testing.T) {
 		}
 		return err
 	})
+	// kubectl mcs reads member3 from its agent's reports (Karmada's cluster proxy does not reach a
+	// Pull member).
+	clusterset.Eventually(t, 30*time.Second, "kubectl mcs status shows member3 (Pull) importing the seed", func() error {
+		r := kubectlMCS(t, "status")
+		for _, re := range []string{
+			`(?m)^member3\s+Pull\s+True\s+True\s+False\s+member3\s*$`,
+			`(?m)^default/serve\s+member1 \(1\)\s+member3 \(derived-serve ` + regexp.QuoteMeta(cip) + `, 1\)\s+True\s+-\s*$`,
+		} {
+			if !regexp.MustCompile(re).MatchString(r.Stdout) {
+				return fmt.Errorf("no line matching %s in:\n%s%s", re, r.Stdout, r.Stderr)
+			}
+		}
+		return nil
+	})
+	if r := kubectlMCS(t, "explain", "default/serve"); r.Code != 0 || lastLine(r.Stdout) != "OK: default/serve is exported by member1 and imported by member3" {
+		t.Errorf("kubectl mcs explain default/serve: exit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+	}
 	env.WaitProgrammed(t, clusterset.Member3, cip)
 	for _, address := range []string{cip, "serve.default.svc.clusterset.local"} {
 		got := hellosIn(t, clusterset.Member3, "request-pull", address, "--duration=3s")
@@ -316,10 +334,15 @@ func TestPullAgentKilled(t *testing.T) {
 			case "ServiceImport":
 				_, err = dyn.Resource(siGVR).Namespace(ns).Get(ctx, parts[2], metav1.GetOptions{})
 			case "Service":
-				// Reported only while exported (or a derived Service, which member3 has none of here).
-				if _, e := dyn.Resource(seGVR).Namespace(ns).Get(ctx, parts[2], metav1.GetOptions{}); apierrors.IsNotFound(e) {
-					err = fmt.Errorf("Service %s reported though not exported", parts[2])
+				// A Service is reported while it exists and is exported, or is a derived one
+				// (member3 imports its own exports too).
+				_, err = env.Client(t, clusterset.Member3).CoreV1().Services(ns).Get(ctx, parts[2], metav1.GetOptions{})
+				if _, e := dyn.Resource(seGVR).Namespace(ns).Get(ctx, parts[2], metav1.GetOptions{}); err == nil && apierrors.IsNotFound(e) &&
+					!strings.HasPrefix(parts[2], "derived-") {
+					err = fmt.Errorf("Service %s reported though neither exported nor derived", parts[2])
 				}
+			case "EndpointSlice":
+				_, err = env.Client(t, clusterset.Member3).DiscoveryV1().EndpointSlices(ns).Get(ctx, parts[2], metav1.GetOptions{})
 			}
 			if err != nil {
 				return fmt.Errorf("%s: %v", ref, err)
@@ -335,7 +358,18 @@ func TestPullAgentKilled(t *testing.T) {
 func TestPullAgentStoppedDrains(t *testing.T) {
 	ctx := context.Background()
 	pullMCSAPI(t)
-	env.StartController(t, "--member-failure-grace=3s")
+	ctrl := env.StartController(t, "--member-failure-grace=3s")
+	t.Cleanup(func() {
+		if t.Failed() {
+			var lines []string
+			for _, l := range strings.Split(ctrl.Log(), "\n") {
+				if strings.Contains(l, "member3") {
+					lines = append(lines, l)
+				}
+			}
+			t.Logf("the controller on member3:\n%s", strings.Join(lines, "\n"))
+		}
+	})
 	ns := uniqueNS("pull-drain")
 	memberNamespaceIn(t, ns, "derived-edge", clusterset.Member1, clusterset.Member2, clusterset.Member3)
 	serviceIn(t, clusterset.Member3, ns, "edge", "10.14.8.8", 80)
@@ -356,8 +390,10 @@ func TestPullAgentStoppedDrains(t *testing.T) {
 	stopped := time.Now()
 	imported()
 	t.Logf("drained %s after member3's mcs-agent stopped (lease 8 s, grace 3 s)", time.Since(stopped).Round(time.Second))
-	if d := time.Since(stopped); d < 8*time.Second {
-		t.Errorf("drained after %s: before the agent's lease ran out", d)
+	// The lease (8 s) counts from the last renewal, made every quarter of it (at second
+	// precision), so at least half of it is left when the agent stops; then the grace (3 s).
+	if d := time.Since(stopped); d < 4*time.Second+3*time.Second-time.Second {
+		t.Errorf("drained after %s: before the agent's lease and the grace ran out", d)
 	}
 	env.Script(t, "up")
 	imported("10.14.8.8")
