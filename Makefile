@@ -48,6 +48,10 @@ test-controlplane: deps ## The controller against real kube-apiservers (envtest;
 test-fleet: deps build ## Opt-in: five Push members on a clusterset of their own (port base 29000), brought down after (~5 min).
 	go test -tags fleet -count=1 -timeout 20m -v ./test/fleet/
 
+.PHONY: test-chaos
+test-chaos: deps build ## Opt-in: the long failure runs on the local clusterset (keep policy on a Push member whose apiserver stops, ~4 min).
+	go test -tags 'e2e chaos' -count=1 -timeout 20m -v -run 'TestMemberFailureKeep' ./test/e2e/
+
 .PHONY: test-unit
 test-unit: ## Run unit tests only (no clusterset needed).
 	CGO_ENABLED=1 go test -race -count=1 $$(go list ./... | grep -v /test/)

@@ -6,7 +6,7 @@
 # (test/clusterset/lab, built here as _output/bin/clusterset); see its FromEnv for the
 # environment (CMCS_MEMBERS, CMCS_PULL_MEMBERS, CMCS_PORT_BASE, CMCS_DATAPATH, ...).
 #
-# Usage: hack/clusterset.sh up|down|status|env|stop NAME...|dns MEMBER [BINARY]|netns MEMBER NS/POD
+# Usage: hack/clusterset.sh up|down|status|env|stop NAME...|start NAME...|dns MEMBER [BINARY]|netns MEMBER NS/POD
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 export PATH=/usr/local/go/bin:$PATH

@@ -247,13 +247,20 @@ func expectExportCondition(t *testing.T, member, ns, name, typ, status string) {
 	})
 }
 
-// killMCSAgent SIGKILLs member3's mcs-agent and starts it again (hack/clusterset.sh up).
+// killMCSAgent SIGKILLs member3's mcs-agent and starts it again (hack/clusterset.sh start).
 func killMCSAgent(t *testing.T) {
 	t.Helper()
-	if err := syscall.Kill(env.Pid(t, "mcs-agent-member3"), syscall.SIGKILL); err != nil {
+	pid := env.Pid(t, "mcs-agent-member3")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	env.Script(t, "up")
+	clusterset.Eventually(t, 10*time.Second, "the killed mcs-agent gone", func() error {
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(stat), ") Z ") {
+			return fmt.Errorf("still running")
+		}
+		return nil
+	})
+	env.Script(t, "start", "mcs-agent-member3")
 }
 
 // reportedObjects lists what member3's report Works carry (kind/ns/name), and the status Works'
@@ -354,7 +361,7 @@ func TestPullAgentKilled(t *testing.T) {
 
 // TestPullAgentStoppedDrains: with the drain policy, member3's exports leave every importer once
 // its mcs-agent has stopped renewing its report (lease) and the grace has passed, and come back
-// when it runs again.
+// when it runs again; with keep, they stay.
 func TestPullAgentStoppedDrains(t *testing.T) {
 	ctx := context.Background()
 	pullMCSAPI(t)
@@ -386,7 +393,7 @@ func TestPullAgentStoppedDrains(t *testing.T) {
 	}
 	imported("10.14.8.8")
 	env.Script(t, "stop", "mcs-agent-member3")
-	t.Cleanup(func() { env.Script(t, "up") })
+	t.Cleanup(func() { env.Script(t, "start", "mcs-agent-member3") })
 	stopped := time.Now()
 	imported()
 	t.Logf("drained %s after member3's mcs-agent stopped (lease 8 s, grace 3 s)", time.Since(stopped).Round(time.Second))
@@ -395,6 +402,16 @@ func TestPullAgentStoppedDrains(t *testing.T) {
 	if d := time.Since(stopped); d < 4*time.Second+3*time.Second-time.Second {
 		t.Errorf("drained after %s: before the agent's lease and the grace ran out", d)
 	}
-	env.Script(t, "up")
+	env.Script(t, "start", "mcs-agent-member3")
 	imported("10.14.8.8")
+
+	// Under keep, the endpoints stay while the agent is gone, past its lease and the grace.
+	ctrl.RestartWith("--member-failure=keep", "--member-failure-grace=3s")
+	env.Script(t, "stop", "mcs-agent-member3")
+	time.Sleep(8*time.Second + 2*3*time.Second)
+	imported("10.14.8.8")
+	if !strings.Contains(ctrl.Log(), "has not renewed its report within its lease") {
+		t.Error("the controller did not log the agent's lease running out")
+	}
+	env.Script(t, "start", "mcs-agent-member3")
 }

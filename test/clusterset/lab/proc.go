@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -29,7 +30,21 @@ func (c *Config) pidOf(name string) int {
 	return pid
 }
 
-func alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+// alive: the process exists and is not a zombie (one killed whose parent has not reaped it yet).
+func alive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses, the state follows the last ')'.
+	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) {
+		return stat[i+2] != 'Z'
+	}
+	return true
+}
 
 // Running reports whether the process of that name runs.
 func (c *Config) Running(name string) bool { return alive(c.pidOf(name)) }
@@ -67,7 +82,35 @@ func (c *Config) start(name string, ports []int, argv ...string) error {
 	if err := os.WriteFile(c.pidFile(name), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		return err
 	}
+	// What it was started with, for `start NAME` after a `stop NAME`.
+	spec, err := json.Marshal(startSpec{Ports: ports, Argv: argv})
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(c.specFile(name), spec, 0o644); err != nil {
+		return err
+	}
 	return cmd.Process.Release()
+}
+
+type startSpec struct {
+	Ports []int    `json:"ports"`
+	Argv  []string `json:"argv"`
+}
+
+func (c *Config) specFile(name string) string { return filepath.Join(c.Dir, "pids", name+".start") }
+
+// restart starts process name again as it was started last (it is kept if it runs).
+func (c *Config) restart(name string) error {
+	raw, err := os.ReadFile(c.specFile(name))
+	if err != nil {
+		return fmt.Errorf("process %s was never started here: run up", name)
+	}
+	var s startSpec
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return err
+	}
+	return c.start(name, s.Ports, s.Argv...)
 }
 
 // stop stops process name and its group: TERM, then KILL after 5 s.

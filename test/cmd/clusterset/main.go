@@ -1,7 +1,7 @@
 // Command clusterset brings the local clusterset up and down (test/clusterset/lab); it is what
 // hack/clusterset.sh runs.
 //
-// Usage: clusterset up|down|status|env|stop NAME...|dns MEMBER [BINARY]|netns MEMBER NS/POD
+// Usage: clusterset up|down|status|env|stop NAME...|start NAME...|dns MEMBER [BINARY]|netns MEMBER NS/POD
 package main
 
 import (
@@ -12,7 +12,7 @@ import (
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset/lab"
 )
 
-const usage = "usage: hack/clusterset.sh up|down|status|env|stop NAME...|dns MEMBER [BINARY]|netns MEMBER NS/POD"
+const usage = "usage: hack/clusterset.sh up|down|status|env|stop NAME...|start NAME...|dns MEMBER [BINARY]|netns MEMBER NS/POD"
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
@@ -51,6 +51,8 @@ func run(args []string) error {
 		return nil
 	case "stop":
 		return c.Stop(args[1:]...)
+	case "start":
+		return c.Start(args[1:]...)
 	case "dns":
 		if len(args) < 2 {
 			return fmt.Errorf("usage: dns MEMBER [BINARY]")
