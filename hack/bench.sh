@@ -25,19 +25,19 @@ case $mode in
     DNS_ARGS=(--imports 1000 --headless 100 --endpoints 100 --runs 5 --duration 4s --latency-duration 2s --mem-imports 10000 --mem-runs 5)
     CONTROL_ARGS=(--services 50 --runs 5 --churn 4 --scale 1000 --scale-karmada 100 --scale-runs 1)
     GOBENCH_ARGS=(-count 5 -benchtime 1s)
-    CHURN_SECONDS=60 ;;
+    CHURN_SECONDS=60 PULL_SERVICES=50 ;;
   smoke)
     DNS_ARGS=(--imports 50 --headless 5 --endpoints 10 --runs 1 --duration 1s --latency-qps 500 --latency-duration 1s --mem-imports 100 --mem-runs 1 --hostile-scale 100)
     CONTROL_ARGS=(--services 3 --runs 1 --churn 1 --scale 20 --scale-karmada 5 --scale-runs 1)
     GOBENCH_ARGS=(-count 1 -benchtime 2000x)
-    CHURN_SECONDS=10 ;;
+    CHURN_SECONDS=10 PULL_SERVICES=5 ;;
   *) echo "usage: $0 [full|smoke]" >&2; exit 2 ;;
 esac
 # Overrides for a partial run, e.g. BENCH_ONLY=control BENCH_CONTROL_ARGS="--scale 200" (later flags win).
 read -r -a extra_dns <<<"${BENCH_DNS_ARGS:-}"
 read -r -a extra_control <<<"${BENCH_CONTROL_ARGS:-}"
 DNS_ARGS+=("${extra_dns[@]}") CONTROL_ARGS+=("${extra_control[@]}")
-only=${BENCH_ONLY:-dns,churn,control,gobench}
+only=${BENCH_ONLY:-dns,churn,control,pull,gobench}
 touch_md() { [ -f "$1" ] || echo "(${1##*/}: not run; BENCH_ONLY=$only)" >"$1"; }
 
 # Client limits, the same for both controllers compared: karmada-controller-manager's and
@@ -54,7 +54,8 @@ fi
 step "a fresh local clusterset (CMCS_KARMADA_MCS=off; the benchmark switches it per run; Karmada client QPS ${CMCS_KARMADA_API_QPS:-default})"
 trap 'hack/clusterset.sh down >/dev/null 2>&1 || true' EXIT
 hack/clusterset.sh down >/dev/null
-CMCS_KARMADA_MCS=off hack/clusterset.sh up >/dev/null
+# member3 is a Pull member (karmada-agent, mcs-agent): the Pull vs Push importer figures.
+CMCS_KARMADA_MCS=off CMCS_PULL_MEMBERS=1 hack/clusterset.sh up >/dev/null
 eval "$(hack/clusterset.sh env | sed 's/^/export /')"
 K=$CMCS_KUBECTL
 # The MCS CRDs (the v1alpha1 ones Karmada v1.16 watches) in both members, and Karmada seeing them.
@@ -80,7 +81,7 @@ if [[ $only == *dns* && -n ${BENCH_BASELINE:-} ]]; then
 fi
 [[ $only == *dns* ]] && _output/bin/mcsbench dns --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context member2 \
   --ours _output/bin/coredns-mcs --stock "$CMCS_CACHE/coredns-$COREDNS_VERSION/coredns" \
-  --port-base $((P + 60)) --dir "$OUT" --out "$OUT/dns.md" "${baseline_args[@]}" "${DNS_ARGS[@]}"
+  --port-base $((P + 200)) --dir "$OUT" --out "$OUT/dns.md" "${baseline_args[@]}" "${DNS_ARGS[@]}"
 
 if [[ $only == *churn* ]]; then
 step "DNS under churn: dnsperf at a fixed rate while imports, slices and derived Services change 10/s, every answer checked (${CHURN_SECONDS}s)"
@@ -100,7 +101,20 @@ fi
 [[ $only == *control* ]] && step "controllers: ours vs Karmada's built-in MCS (propagation, churn, scale)"
 [[ $only == *control* ]] && _output/bin/mcsbench control --karmada-kubeconfig "$CMCS_KARMADA_KUBECONFIG" --members-kubeconfig "$CMCS_MEMBERS_KUBECONFIG" \
   --controller _output/bin/mcs-controller --controller-args "$controller_args" --coredns _output/bin/coredns-mcs --clusterset hack/clusterset.sh \
-  --dns-port $((P + 63)) --dir "$OUT" --out "$OUT/control.md" "${CONTROL_ARGS[@]}"
+  --dns-port $((P + 210)) --dir "$OUT" --out "$OUT/control.md" "${CONTROL_ARGS[@]}"
+
+if [[ $only == *pull* ]]; then
+step "Pull vs Push importer: export in member1 → dig answers in member2 (Push) and member3 (Pull), same run"
+# The MCS CRDs in member3 too (only now: the runs above import into member2 only).
+"$K" --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context member3 apply -f "$CMCS_MCS_CRDS_DIR" >/dev/null
+for i in $(seq 1 120); do
+  grep -q importVersion <("$K" --kubeconfig "$CMCS_KARMADA_KUBECONFIG" -n karmada-es-member3 get work coredns-mcs-agent-cluster -o jsonpath='{.spec.workload.manifests[0].data.payload}' 2>/dev/null) && break
+  sleep 0.5
+done
+_output/bin/mcsbench pull --karmada-kubeconfig "$CMCS_KARMADA_KUBECONFIG" --members-kubeconfig "$CMCS_MEMBERS_KUBECONFIG" \
+  --controller _output/bin/mcs-controller --controller-args "$controller_args" --coredns _output/bin/coredns-mcs \
+  --services "$PULL_SERVICES" --port-base $((P + 220)) --dir "$OUT" --out "$OUT/pull.md"
+fi
 
 if [[ $only == *gobench* ]]; then
 step "plugin hot path (go test -bench)"
@@ -128,6 +142,6 @@ fi
   echo "- client limits (karmada-controller-manager, karmada-scheduler, mcs-controller): $([ -n "$CMCS_KARMADA_API_QPS" ] && echo "QPS $CMCS_KARMADA_API_QPS, burst $((CMCS_KARMADA_API_QPS * 2)) (CMCS_KARMADA_API_QPS)" || echo "their defaults (Karmada's QPS 40, burst 60; ours 100/200 to Karmada, 50/100 to members)"), the same for both controllers compared"
   echo "- command: \`${BENCH_ONLY:+BENCH_ONLY=$BENCH_ONLY }${BENCH_BASELINE:+BENCH_BASELINE=$BENCH_BASELINE }make bench$([ "$mode" = smoke ] && echo -smoke)\` (hack/bench.sh $mode), $(( ($(date +%s) - t_start) / 60 )) min"
   echo
-  for f in dns churn control gobench; do touch_md "$OUT/$f.md"; cat "$OUT/$f.md"; done
+  for f in dns churn control pull gobench; do touch_md "$OUT/$f.md"; cat "$OUT/$f.md"; done
 } >"$OUT/results.md"
 cat "$OUT/results.md"

@@ -67,7 +67,7 @@ func cmdControl(args []string) error {
 	scale := fs.Int("scale", 1000, "exports of the from-cold scale run (0: skip)")
 	scaleKarmada := fs.Int("scale-karmada", 200, "exports of Karmada's from-cold scale run (0: skip): setting them up goes through Karmada's propagation, minutes per thousand")
 	scaleRuns := fs.Int("scale-runs", 1, "alternating scale runs per controller")
-	dnsPort := fs.Int("dns-port", 31063, "loopback port of coredns-mcs for member2")
+	dnsPort := fs.Int("dns-port", 31210, "loopback port of coredns-mcs for member2")
 	dir := fs.String("dir", "_output/bench", "work directory")
 	out := fs.String("out", "_output/bench/control.md", "Markdown output")
 	_ = fs.Parse(args)

@@ -28,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: mcsbench dns|control [flags]")
+		fmt.Fprintln(os.Stderr, "usage: mcsbench dns|control|pull [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -37,8 +37,10 @@ func main() {
 		err = cmdDNS(os.Args[2:])
 	case "control":
 		err = cmdControl(os.Args[2:])
+	case "pull":
+		err = cmdPull(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q (dns or control)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (dns, control or pull)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mcsbench:", err)
@@ -74,7 +76,7 @@ func cmdDNS(args []string) error {
 	memImports := fs.Int("mem-imports", 10000, "imports of the memory measurement (2 slices each)")
 	memRuns := fs.Int("mem-runs", 5, "alternating runs of the memory measurement")
 	hostile := fs.Int("hostile-scale", 1000, "the hostile exports: N endpoints x N ports, and 20 x N endpoints sharing one hostname (0: skip)")
-	portBase := fs.Int("port-base", 31060, "first of three loopback ports for the servers")
+	portBase := fs.Int("port-base", 31200, "first of three loopback ports for the servers")
 	serverCPU := fs.String("server-cpu", "0", "core the DNS servers are pinned to")
 	loadCPU := fs.String("load-cpu", "1", "core dnsperf is pinned to")
 	dir := fs.String("dir", "_output/bench", "work directory")
