@@ -8,7 +8,10 @@
 //   - controller.go: the Controller, its caches of the Karmada control plane, and its two
 //     controller-runtime controllers (services, clusters).
 //   - memberset.go, member.go: the member set (joins, credentials, leaves) and one member's
-//     clients and caches; failure.go: the member failure policy (drain or keep).
+//     clients and caches; pull.go: a Pull-mode member, read from its agent's reports
+//     (internal/report) and given its status through status Works; failure.go: the member
+//     failure policy (drain or keep), from Karmada's Ready and a Pull member's agent lease.
+//   - agent/: the mcs-agent that runs in a Pull-mode member (cmd/mcs-agent).
 //   - templates.go: ServiceExport and ServiceImport templates on the Karmada control plane.
 //   - reconcile.go: one service, observe → desired → apply → status.
 //   - observe.go: what the caches say about one service (valid exports, importers, automatic

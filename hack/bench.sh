@@ -25,19 +25,19 @@ case $mode in
     DNS_ARGS=(--imports 1000 --headless 100 --endpoints 100 --runs 5 --duration 4s --latency-duration 2s --mem-imports 10000 --mem-runs 5)
     CONTROL_ARGS=(--services 50 --runs 5 --churn 4 --scale 1000 --scale-karmada 100 --scale-runs 1)
     GOBENCH_ARGS=(-count 5 -benchtime 1s)
-    CHURN_SECONDS=60 PULL_SERVICES=50 ;;
+    CHURN_SECONDS=60 PULL_SERVICES=50 FLEET_SIZES="2 5 10" FLEET_SERVICES=50 ;;
   smoke)
     DNS_ARGS=(--imports 50 --headless 5 --endpoints 10 --runs 1 --duration 1s --latency-qps 500 --latency-duration 1s --mem-imports 100 --mem-runs 1 --hostile-scale 100)
     CONTROL_ARGS=(--services 3 --runs 1 --churn 1 --scale 20 --scale-karmada 5 --scale-runs 1)
     GOBENCH_ARGS=(-count 1 -benchtime 2000x)
-    CHURN_SECONDS=10 PULL_SERVICES=5 ;;
+    CHURN_SECONDS=10 PULL_SERVICES=5 FLEET_SIZES="2 3" FLEET_SERVICES=5 ;;
   *) echo "usage: $0 [full|smoke]" >&2; exit 2 ;;
 esac
 # Overrides for a partial run, e.g. BENCH_ONLY=control BENCH_CONTROL_ARGS="--scale 200" (later flags win).
 read -r -a extra_dns <<<"${BENCH_DNS_ARGS:-}"
 read -r -a extra_control <<<"${BENCH_CONTROL_ARGS:-}"
 DNS_ARGS+=("${extra_dns[@]}") CONTROL_ARGS+=("${extra_control[@]}")
-only=${BENCH_ONLY:-dns,churn,control,pull,gobench}
+only=${BENCH_ONLY:-dns,churn,control,pull,gobench,fleet}
 touch_md() { [ -f "$1" ] || echo "(${1##*/}: not run; BENCH_ONLY=$only)" >"$1"; }
 
 # Client limits, the same for both controllers compared: karmada-controller-manager's and
@@ -52,7 +52,8 @@ if [ -n "$CMCS_KARMADA_API_QPS" ]; then
   controller_args="--kube-api-qps $q --kube-api-burst $((q * 2)) --member-api-qps $q --member-api-burst $((q * 2))"
 fi
 step "a fresh local clusterset (CMCS_KARMADA_MCS=off; the benchmark switches it per run; Karmada client QPS ${CMCS_KARMADA_API_QPS:-default})"
-trap 'hack/clusterset.sh down >/dev/null 2>&1 || true' EXIT
+trap 'hack/clusterset.sh down >/dev/null 2>&1 || true
+  CMCS_PORT_BASE=29000 CMCS_CLUSTERSET_DIR="$PWD/_output/clusterset-fleet" hack/clusterset.sh down >/dev/null 2>&1 || true' EXIT
 hack/clusterset.sh down >/dev/null
 # member3 is a Pull member (karmada-agent, mcs-agent): the Pull vs Push importer figures.
 CMCS_KARMADA_MCS=off CMCS_PULL_MEMBERS=1 hack/clusterset.sh up >/dev/null
@@ -133,6 +134,32 @@ go test -run '^$' -bench . -benchmem "${GOBENCH_ARGS[@]}" ./plugin/multicluster/
 } >"$OUT/gobench.md"
 fi
 
+if [[ $only == *fleet* ]]; then
+step "members: the controller's and coredns-mcs's cost with N Push members (N = $FLEET_SIZES), each on a clusterset of its own"
+hack/clusterset.sh down >/dev/null # the main clusterset: one set of control planes at a time on 2 cores
+{
+  echo "### Cost with N members"
+  echo
+  echo "$FLEET_SERVICES services exported from member1, imported automatically by all N Push members (every member serves the MCS API); the controller started once they are in place; converged when every member has every derived slice with its endpoint. Reconciles are the controller's (services and clusters). coredns-mcs serves member2, measured once it answers every name. One run per N, each on a fresh clusterset (port base 29000)."
+  echo
+  echo "| members | exports | converge s | reconciles | per export | per export and member | controller peak RSS MiB | controller CPU s | coredns-mcs RSS MiB |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+} >"$OUT/fleet.md"
+for n in $FLEET_SIZES; do
+  fenv=(CMCS_MEMBERS=$n CMCS_PULL_MEMBERS=0 CMCS_PORT_BASE=29000 CMCS_CLUSTERSET_DIR="$PWD/_output/clusterset-fleet")
+  env "${fenv[@]}" hack/clusterset.sh down >/dev/null
+  env "${fenv[@]}" hack/clusterset.sh up >/dev/null
+  fk=$PWD/_output/clusterset-fleet
+  for i in $(seq 1 "$n"); do "$K" --kubeconfig "$fk/members.config" --context member$i apply -f "$CMCS_MCS_CRDS_DIR" >/dev/null; done
+  _output/bin/mcsbench fleet --karmada-kubeconfig "$fk/karmada.config" --members-kubeconfig "$fk/members.config" --members "$n" \
+    --controller _output/bin/mcs-controller --controller-args "$controller_args" --coredns _output/bin/coredns-mcs \
+    --services "$FLEET_SERVICES" --port-base 29230 --dir "$OUT" --out "$OUT/fleet.md" ||
+    echo "| $n | $FLEET_SERVICES | failed (log: mcs-controller-fleet-$n.log) | | | | | | |" >>"$OUT/fleet.md"
+  env "${fenv[@]}" hack/clusterset.sh down >/dev/null
+done
+echo >>"$OUT/fleet.md"
+fi
+
 {
   echo "# coredns-mcs benchmarks ($mode)"
   echo
@@ -142,6 +169,6 @@ fi
   echo "- client limits (karmada-controller-manager, karmada-scheduler, mcs-controller): $([ -n "$CMCS_KARMADA_API_QPS" ] && echo "QPS $CMCS_KARMADA_API_QPS, burst $((CMCS_KARMADA_API_QPS * 2)) (CMCS_KARMADA_API_QPS)" || echo "their defaults (Karmada's QPS 40, burst 60; ours 100/200 to Karmada, 50/100 to members)"), the same for both controllers compared"
   echo "- command: \`${BENCH_ONLY:+BENCH_ONLY=$BENCH_ONLY }${BENCH_BASELINE:+BENCH_BASELINE=$BENCH_BASELINE }make bench$([ "$mode" = smoke ] && echo -smoke)\` (hack/bench.sh $mode), $(( ($(date +%s) - t_start) / 60 )) min"
   echo
-  for f in dns churn control pull gobench; do touch_md "$OUT/$f.md"; cat "$OUT/$f.md"; done
+  for f in dns churn control pull fleet gobench; do touch_md "$OUT/$f.md"; cat "$OUT/$f.md"; done
 } >"$OUT/results.md"
 cat "$OUT/results.md"

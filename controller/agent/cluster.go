@@ -61,7 +61,7 @@ func (a *Agent) writeCluster(ctx context.Context) error {
 			return nil
 		}
 	}
-	rep.RenewTime = metav1.NewTime(time.Now().Truncate(time.Second))
+	rep.RenewTime = metav1.NowMicro()
 	payload, err := json.Marshal(rep)
 	if err != nil {
 		return err

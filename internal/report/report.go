@@ -87,8 +87,8 @@ type Cluster struct {
 	// LeaseSeconds. A report older than LeaseSeconds says the agent is gone: the controller then
 	// treats the member as not Ready (its failure policy applies), as Karmada does a Pull member
 	// whose karmada-agent stopped renewing its lease.
-	RenewTime    metav1.Time `json:"renewTime"`
-	LeaseSeconds int32       `json:"leaseSeconds,omitempty"`
+	RenewTime    metav1.MicroTime `json:"renewTime"`
+	LeaseSeconds int32            `json:"leaseSeconds,omitempty"`
 }
 
 // Expired reports whether the agent's lease ran out at now, and since when.

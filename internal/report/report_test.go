@@ -89,11 +89,11 @@ func TestDecode(t *testing.T) {
 
 func TestLease(t *testing.T) {
 	now := time.Now()
-	c := &Cluster{RenewTime: metav1.NewTime(now.Add(-50 * time.Second)), LeaseSeconds: 40}
+	c := &Cluster{RenewTime: metav1.NewMicroTime(now.Add(-50 * time.Second)), LeaseSeconds: 40}
 	if gone, at := c.Expired(now); !gone || !at.Equal(c.RenewTime.Add(40*time.Second)) {
 		t.Errorf("Expired = %v %v", gone, at)
 	}
-	c.RenewTime = metav1.NewTime(now.Add(-10 * time.Second))
+	c.RenewTime = metav1.NewMicroTime(now.Add(-10 * time.Second))
 	if gone, _ := c.Expired(now); gone {
 		t.Error("a lease renewed 10 s ago of 40 s expired")
 	}

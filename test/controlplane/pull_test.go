@@ -371,7 +371,7 @@ func TestPullAgentRestart(t *testing.T) {
 // under drain, its exports leave every importer after the grace, and come back with the agent.
 func TestPullAgentGoneDrains(t *testing.T) {
 	stopAgent()
-	if err := startAgentWith(2 * time.Second); err != nil {
+	if err := startAgentWith(4 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -391,14 +391,16 @@ func TestPullAgentGoneDrains(t *testing.T) {
 	stopAgent()
 	start := time.Now()
 	expectImported(t, m1, ns, "edge")
-	if d := time.Since(start); d < 2*time.Second {
-		t.Errorf("drained %s after the agent stopped: before its lease (2 s) and the grace (1 s) ran out", d)
+	// The lease (4 s) runs from the last renewal, made once a quarter of it is old, looked at
+	// every 0.5 s: at most 1.5 s before the stop. Then the grace (1 s).
+	if d := time.Since(start); d < 3*time.Second {
+		t.Errorf("drained %s after the agent stopped: before its lease (4 s, renewed at most 1.5 s before) and the grace (1 s) ran out", d)
 	}
 	after := expectDerived(t, m1, ns, "derived-edge")
 	if after.Spec.ClusterIP != before.Spec.ClusterIP {
 		t.Errorf("derived-edge's ClusterIP changed while drained: %s -> %s", before.Spec.ClusterIP, after.Spec.ClusterIP)
 	}
-	if err := startAgentWith(2 * time.Second); err != nil {
+	if err := startAgentWith(4 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	expectImported(t, m1, ns, "edge", "10.14.2.1")

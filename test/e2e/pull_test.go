@@ -17,6 +17,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 	"github.com/coredns-mcs/coredns-mcs/internal/report"
@@ -247,20 +248,21 @@ func expectExportCondition(t *testing.T, member, ns, name, typ, status string) {
 	})
 }
 
-// killMCSAgent SIGKILLs member3's mcs-agent and starts it again (hack/clusterset.sh start).
-func killMCSAgent(t *testing.T) {
+// killAgent SIGKILLs a process of member3 (its mcs-agent, or karmada-agent) and starts it again
+// (hack/clusterset.sh start).
+func killAgent(t *testing.T, name string) {
 	t.Helper()
-	pid := env.Pid(t, "mcs-agent-member3")
+	pid := env.Pid(t, name)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	clusterset.Eventually(t, 10*time.Second, "the killed mcs-agent gone", func() error {
+	clusterset.Eventually(t, 10*time.Second, "the killed "+name+" gone", func() error {
 		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(stat), ") Z ") {
 			return fmt.Errorf("still running")
 		}
 		return nil
 	})
-	env.Script(t, "start", "mcs-agent-member3")
+	env.Script(t, "start", name)
 }
 
 // reportedObjects lists what member3's report Works carry (kind/ns/name), and the status Works'
@@ -283,9 +285,10 @@ func reportedObjects(t *testing.T) (reports, statuses []string) {
 	return reports, statuses
 }
 
-// TestPullAgentKilled: member3's mcs-agent SIGKILLed 5 times while services are exported and
-// unexported there; it converges: member1 imports exactly what member3 exports, and no report or
-// status Work is left of an object that is gone.
+// TestPullAgentKilled: member3's agents SIGKILLed 5 times each (its mcs-agent, which reports
+// the exports, and karmada-agent, which applies member3's own imports) while services are
+// exported and unexported there; it converges: member1 and member3 import exactly what member3
+// exports, and no report or status Work is left of an object that is gone.
 func TestPullAgentKilled(t *testing.T) {
 	ctx := context.Background()
 	pullMCSAPI(t)
@@ -297,33 +300,35 @@ func TestPullAgentKilled(t *testing.T) {
 		if i >= 2 {
 			env.KubectlT(t, clusterset.Member3, "", "-n", ns, "delete", "serviceexport.v1alpha1.multicluster.x-k8s.io", fmt.Sprintf("s%d", i-2))
 		}
-		killMCSAgent(t)
+		killAgent(t, "mcs-agent-member3")
+		killAgent(t, "karmada-agent-member3")
 	}
-	m1 := env.Client(t, clusterset.Member1)
-	for i := range 5 {
-		want := []string{}
-		if i >= 3 {
-			want = []string{fmt.Sprintf("10.14.7.%d", i+1)}
-		}
-		name := fmt.Sprintf("derived-s%d", i)
-		clusterset.Eventually(t, 90*time.Second, fmt.Sprintf("member1 imports %s as %v", name, want), func() error {
-			ips, _, err := readyIPs(ctx, m1, ns, "kubernetes.io/service-name="+name)
-			if err != nil {
-				return err
+	for _, m1 := range []kubernetes.Interface{env.Client(t, clusterset.Member1), env.Client(t, clusterset.Member3)} {
+		for i := range 5 {
+			want := []string{}
+			if i >= 3 {
+				want = []string{fmt.Sprintf("10.14.7.%d", i+1)}
 			}
-			if ips == nil {
-				ips = []string{}
-			}
-			if !slices.Equal(ips, want) {
-				return fmt.Errorf("endpoints %v", ips)
-			}
-			if len(want) == 0 {
-				if _, err := m1.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
-					return fmt.Errorf("%s still there (err=%v)", name, err)
+			name := fmt.Sprintf("derived-s%d", i)
+			clusterset.Eventually(t, 90*time.Second, fmt.Sprintf("member1 imports %s as %v", name, want), func() error {
+				ips, _, err := readyIPs(ctx, m1, ns, "kubernetes.io/service-name="+name)
+				if err != nil {
+					return err
 				}
-			}
-			return nil
-		})
+				if ips == nil {
+					ips = []string{}
+				}
+				if !slices.Equal(ips, want) {
+					return fmt.Errorf("endpoints %v", ips)
+				}
+				if len(want) == 0 {
+					if _, err := m1.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+						return fmt.Errorf("%s still there (err=%v)", name, err)
+					}
+				}
+				return nil
+			})
+		}
 	}
 	// Nothing orphaned: every report and status Work of this namespace names an object member3 has.
 	dyn := env.Dynamic(t, clusterset.Member3)
@@ -397,8 +402,8 @@ func TestPullAgentStoppedDrains(t *testing.T) {
 	stopped := time.Now()
 	imported()
 	t.Logf("drained %s after member3's mcs-agent stopped (lease 8 s, grace 3 s)", time.Since(stopped).Round(time.Second))
-	// The lease (8 s) counts from the last renewal, made every quarter of it (at second
-	// precision), so at least half of it is left when the agent stops; then the grace (3 s).
+	// The lease (8 s) counts from the last renewal, made once a quarter of it is old and looked
+	// at every 2 s: at most 4 s before the stop. Then the grace (3 s).
 	if d := time.Since(stopped); d < 4*time.Second+3*time.Second-time.Second {
 		t.Errorf("drained after %s: before the agent's lease and the grace ran out", d)
 	}

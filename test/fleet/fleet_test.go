@@ -204,6 +204,17 @@ func TestFiveMembers(t *testing.T) {
 			if got := imported(t, m, ns, "derived-api"); !slices.Equal(got, []string{"10.10.5.1", "10.14.5.3"}) {
 				return fmt.Errorf("endpoints %v", got)
 			}
+			u, err := env.Dynamic(t, m).Resource(siGVR).Namespace(ns).Get(ctx, "api", metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			var clusters []string
+			for _, c := range mcs.ImportFrom(u).Status.Clusters {
+				clusters = append(clusters, c.Cluster)
+			}
+			if !slices.Equal(clusters, []string{"member1", "member3"}) {
+				return fmt.Errorf("status.clusters %v", clusters)
+			}
 			return nil
 		})
 	}

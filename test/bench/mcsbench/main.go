@@ -28,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: mcsbench dns|control|pull [flags]")
+		fmt.Fprintln(os.Stderr, "usage: mcsbench dns|control|pull|fleet [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -39,8 +39,10 @@ func main() {
 		err = cmdControl(os.Args[2:])
 	case "pull":
 		err = cmdPull(os.Args[2:])
+	case "fleet":
+		err = cmdFleet(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q (dns, control or pull)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (dns, control, pull or fleet)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mcsbench:", err)
