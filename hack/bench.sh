@@ -25,12 +25,12 @@ case $mode in
     DNS_ARGS=(--imports 1000 --headless 100 --endpoints 100 --runs 5 --duration 4s --latency-duration 2s --mem-imports 10000 --mem-runs 5)
     CONTROL_ARGS=(--services 50 --runs 5 --churn 4 --scale 1000 --scale-karmada 100 --scale-runs 1)
     GOBENCH_ARGS=(-count 5 -benchtime 1s)
-    CHURN_SECONDS=60 PULL_SERVICES=50 FLEET_SIZES="2 5 10" FLEET_SERVICES=50 ;;
+    CHURN_SECONDS=60 PULL_SERVICES=50 FLEET_SIZES="2 5 10 15" FLEET_SERVICES=50 FLEET_SETTLE=30 ;;
   smoke)
     DNS_ARGS=(--imports 50 --headless 5 --endpoints 10 --runs 1 --duration 1s --latency-qps 500 --latency-duration 1s --mem-imports 100 --mem-runs 1 --hostile-scale 100)
     CONTROL_ARGS=(--services 3 --runs 1 --churn 1 --scale 20 --scale-karmada 5 --scale-runs 1)
     GOBENCH_ARGS=(-count 1 -benchtime 2000x)
-    CHURN_SECONDS=10 PULL_SERVICES=5 FLEET_SIZES="2 3" FLEET_SERVICES=5 ;;
+    CHURN_SECONDS=10 PULL_SERVICES=5 FLEET_SIZES="2 3" FLEET_SERVICES=5 FLEET_SETTLE=5 ;;
   *) echo "usage: $0 [full|smoke]" >&2; exit 2 ;;
 esac
 # Overrides for a partial run, e.g. BENCH_ONLY=control BENCH_CONTROL_ARGS="--scale 200" (later flags win).
@@ -145,10 +145,21 @@ hack/clusterset.sh down >/dev/null # the main clusterset: one set of control pla
   echo "| members | exports | converge s | reconciles | per export | per export and member | controller peak RSS MiB | controller CPU s | coredns-mcs RSS MiB |"
   echo "|---|---|---|---|---|---|---|---|---|"
 } >"$OUT/fleet.md"
+machine=$OUT/fleet-machine.md
+{
+  echo "What the machine holds: the whole clusterset idle, before the exports (memory in use on the machine, 1-minute load average after $FLEET_SETTLE s, on $(nproc) cores)."
+  echo
+  echo "| members | clusterset up in s | memory in use GiB | load average |"
+  echo "|---|---|---|---|"
+} >"$machine"
 for n in $FLEET_SIZES; do
   fenv=(CMCS_MEMBERS=$n CMCS_PULL_MEMBERS=0 CMCS_PORT_BASE=29000 CMCS_CLUSTERSET_DIR="$PWD/_output/clusterset-fleet")
   env "${fenv[@]}" hack/clusterset.sh down >/dev/null
+  t_up=$(date +%s)
   env "${fenv[@]}" hack/clusterset.sh up >/dev/null
+  t_up=$(( $(date +%s) - t_up ))
+  sleep "$FLEET_SETTLE"
+  echo "| $n | $t_up | $(free -m | awk '/^Mem:/ {printf "%.1f", $3/1024}') | $(cut -d' ' -f1 /proc/loadavg) |" >>"$machine"
   fk=$PWD/_output/clusterset-fleet
   for i in $(seq 1 "$n"); do "$K" --kubeconfig "$fk/members.config" --context member$i apply -f "$CMCS_MCS_CRDS_DIR" >/dev/null; done
   _output/bin/mcsbench fleet --karmada-kubeconfig "$fk/karmada.config" --members-kubeconfig "$fk/members.config" --members "$n" \
@@ -157,7 +168,7 @@ for n in $FLEET_SIZES; do
     echo "| $n | $FLEET_SERVICES | failed (log: mcs-controller-fleet-$n.log) | | | | | | |" >>"$OUT/fleet.md"
   env "${fenv[@]}" hack/clusterset.sh down >/dev/null
 done
-echo >>"$OUT/fleet.md"
+{ echo; cat "$machine"; echo; } >>"$OUT/fleet.md"
 fi
 
 {
