@@ -111,9 +111,21 @@ func expectConditionsWithin(t *testing.T, timeout time.Duration, ctxName, ns, na
 // and the workload gone from member1, so the next test starts from nothing.
 func deleteSeed(t testing.TB) {
 	t.Helper()
-	// The export first: without it the template's deletion would turn the import automatic.
+	// The export first: without it the template's deletion would turn the import automatic. The
+	// templates go before their policies: a policy deleted first (in the same kubectl delete)
+	// can leave its propagated object behind in the member (Karmada keeps what a deleted policy
+	// propagated), and a ServiceExport left in member1 keeps derived-serve imported.
+	for _, kind := range []string{"serviceexport", "serviceimport"} {
+		env.Run(clusterset.Karmada, "", "-n", "default", "delete", "--ignore-not-found", kind+".v1alpha1.multicluster.x-k8s.io", "serve")
+	}
 	for _, f := range []string{"02-export.yaml", "03-import.yaml", "01-workload.yaml"} {
 		env.Run(clusterset.Karmada, "", "delete", "--ignore-not-found", "-f", env.Seed(f))
+	}
+	// Whatever Karmada left behind in the members all the same (member3: the Pull test's import).
+	for _, m := range []string{clusterset.Member1, clusterset.Member2, clusterset.Member3} {
+		for _, kind := range []string{"serviceexport", "serviceimport"} {
+			env.Run(m, "", "-n", "default", "delete", "--ignore-not-found", "--wait=false", kind+".v1alpha1.multicluster.x-k8s.io", "serve")
+		}
 	}
 	expectGone(t, env.Client(t, clusterset.Member2), "derived-serve")
 	expectGone(t, env.Client(t, clusterset.Member1), "derived-serve")
