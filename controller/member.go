@@ -289,26 +289,12 @@ func (m *member) mcsInformers() (schema.GroupVersionResource, cache.SharedIndexI
 // export and serviceImport return the member's cached ServiceExport and ServiceImport of key.
 func (m *member) export(key string) (*mcsv1beta1.ServiceExport, bool) {
 	_, ex, _ := m.mcsInformers()
-	return cached[*mcsv1beta1.ServiceExport](ex, key)
+	return kube.Cached[*mcsv1beta1.ServiceExport](ex, key)
 }
 
 func (m *member) serviceImport(key string) (*mcsv1beta1.ServiceImport, bool) {
 	_, _, im := m.mcsInformers()
-	return cached[*mcsv1beta1.ServiceImport](im, key)
-}
-
-// cached returns the object of key in inf's cache (none while inf is nil).
-func cached[T any](inf cache.SharedIndexInformer, key string) (T, bool) {
-	var zero T
-	if inf == nil {
-		return zero, false
-	}
-	o, ok, _ := inf.GetStore().GetByKey(key)
-	if !ok {
-		return zero, false
-	}
-	t, ok := o.(T)
-	return t, ok
+	return kube.Cached[*mcsv1beta1.ServiceImport](im, key)
 }
 
 // hasMirroredSlices reports whether the member holds mirrored EndpointSlices (ours) of the
@@ -325,7 +311,7 @@ func (m *member) hasMirroredSlices(ns, derived string) bool {
 
 // service returns the member's cached Service of key.
 func (m *member) service(key string) (*corev1.Service, bool) {
-	return cached[*corev1.Service](m.services, key)
+	return kube.Cached[*corev1.Service](m.services, key)
 }
 
 // synced reports whether everything the member serves is in the caches; a member that does not

@@ -428,23 +428,10 @@ func (a *Agent) mcsSynced() bool {
 // export and serviceImport are the member's cached ServiceExport and ServiceImport of ns/name.
 func (a *Agent) export(ns, name string) (*mcsv1beta1.ServiceExport, bool) {
 	_, ex, _ := a.mcsInformers()
-	return cached[*mcsv1beta1.ServiceExport](ex, ns+"/"+name)
+	return kube.Cached[*mcsv1beta1.ServiceExport](ex, ns+"/"+name)
 }
 
 func (a *Agent) serviceImport(ns, name string) (*mcsv1beta1.ServiceImport, bool) {
 	_, _, im := a.mcsInformers()
-	return cached[*mcsv1beta1.ServiceImport](im, ns+"/"+name)
-}
-
-func cached[T any](inf cache.SharedIndexInformer, key string) (T, bool) {
-	var zero T
-	if inf == nil {
-		return zero, false
-	}
-	o, ok, _ := inf.GetStore().GetByKey(key)
-	if !ok {
-		return zero, false
-	}
-	t, ok := o.(T)
-	return t, ok
+	return kube.Cached[*mcsv1beta1.ServiceImport](im, ns+"/"+name)
 }

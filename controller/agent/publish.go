@@ -16,6 +16,7 @@ import (
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
 	"github.com/coredns-mcs/coredns-mcs/controller"
+	"github.com/coredns-mcs/coredns-mcs/internal/kube"
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 	"github.com/coredns-mcs/coredns-mcs/internal/report"
 )
@@ -41,18 +42,18 @@ func (a *Agent) wanted(it item) (metav1.Object, error) {
 			return si, nil
 		}
 	case report.KindNamespace:
-		if o, ok := cached[*corev1.Namespace](a.namespaces, it.name); ok {
+		if o, ok := kube.Cached[*corev1.Namespace](a.namespaces, it.name); ok {
 			// Its name and whether it is going: all the controller reads.
 			return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: o.Name, UID: o.UID, DeletionTimestamp: o.DeletionTimestamp,
 				CreationTimestamp: o.CreationTimestamp}}, nil
 		}
 	case report.KindService:
-		svc, ok := cached[*corev1.Service](a.services, it.ns+"/"+it.name)
+		svc, ok := kube.Cached[*corev1.Service](a.services, it.ns+"/"+it.name)
 		if ok && a.reportService(svc) {
 			return svc, nil
 		}
 	case report.KindEndpointSlice:
-		es, ok := cached[*discoveryv1.EndpointSlice](a.slices, it.ns+"/"+it.name)
+		es, ok := kube.Cached[*discoveryv1.EndpointSlice](a.slices, it.ns+"/"+it.name)
 		if !ok {
 			return nil, nil
 		}

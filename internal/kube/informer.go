@@ -30,3 +30,17 @@ func Informer[L runtime.Object](c ListWatcher[L], selector string, example runti
 		},
 	}, example, 0, idx)
 }
+
+// Cached returns the object of key in inf's cache, as T (none while inf is nil).
+func Cached[T any](inf cache.SharedIndexInformer, key string) (T, bool) {
+	var zero T
+	if inf == nil {
+		return zero, false
+	}
+	o, ok, _ := inf.GetStore().GetByKey(key)
+	if !ok {
+		return zero, false
+	}
+	t, ok := o.(T)
+	return t, ok
+}
