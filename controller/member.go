@@ -169,16 +169,19 @@ func (m *member) start(parent context.Context, enqueue func(string), onSynced fu
 		m.followFamilies(ctx, func() {})
 		mcs.Supervise(ctx, m.kube.Discovery(), m.superviseMCS(ctx, enqueue, onSynced))
 	}()
-	go func() {
-		for !m.synced() {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
+	go m.whenSynced(ctx, onSynced)
+}
+
+// whenSynced calls onSynced once the member's caches are synced (never if ctx ends first).
+func (m *member) whenSynced(ctx context.Context, onSynced func()) {
+	for !m.synced() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(200 * time.Millisecond):
 		}
-		onSynced()
-	}()
+	}
+	onSynced()
 }
 
 func (m *member) stop() {

@@ -127,16 +127,7 @@ func (m *member) startPull(ctx context.Context, onSynced func()) {
 	}
 	go m.status.run(ctx)
 	go m.watchLease(ctx)
-	go func() {
-		for !m.synced() {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(200 * time.Millisecond):
-			}
-		}
-		onSynced()
-	}()
+	go m.whenSynced(ctx, onSynced)
 }
 
 // watchLease looks at the member's readiness again whenever its agent's lease runs out (a report
