@@ -156,7 +156,15 @@ for n in $FLEET_SIZES; do
   fenv=(CMCS_MEMBERS=$n CMCS_PULL_MEMBERS=0 CMCS_PORT_BASE=29000 CMCS_CLUSTERSET_DIR="$PWD/_output/clusterset-fleet")
   env "${fenv[@]}" hack/clusterset.sh down >/dev/null
   t_up=$(date +%s)
-  env "${fenv[@]}" hack/clusterset.sh up >/dev/null
+  if ! env "${fenv[@]}" hack/clusterset.sh up >"$OUT/clusterset-fleet-$n.log" 2>&1; then
+    # Where the machine stops holding: recorded with its reason, and no larger N is tried.
+    why=$(grep -hoE 'too many open files|out of memory|cannot allocate memory|timed out[^|]*' "$OUT/clusterset-fleet-$n.log" | head -1)
+    echo "| $n | $FLEET_SERVICES | clusterset did not come up: ${why:-see clusterset-fleet-$n.log} | | | | | | |" >>"$OUT/fleet.md"
+    echo "| $n | did not come up in $(( $(date +%s) - t_up )) s | $(free -m | awk '/^Mem:/ {printf "%.1f", $3/1024}') | $(cut -d' ' -f1 /proc/loadavg) |" >>"$machine"
+    cp -r _output/clusterset-fleet/logs "$OUT/clusterset-fleet-$n-logs" 2>/dev/null || true
+    env "${fenv[@]}" hack/clusterset.sh down >/dev/null 2>&1 || true
+    break
+  fi
   t_up=$(( $(date +%s) - t_up ))
   sleep "$FLEET_SETTLE"
   echo "| $n | $t_up | $(free -m | awk '/^Mem:/ {printf "%.1f", $3/1024}') | $(cut -d' ' -f1 /proc/loadavg) |" >>"$machine"

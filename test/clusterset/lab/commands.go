@@ -110,6 +110,9 @@ func (c *Config) up() error {
 	if err := os.WriteFile(c.recordFile(), []byte(fmt.Sprintf("%d %d\n", c.Members, c.PullMembers)), 0o644); err != nil {
 		return err
 	}
+	if err := c.raiseHostLimits(); err != nil {
+		return err
+	}
 	if err := c.makePKI(); err != nil {
 		return err
 	}
