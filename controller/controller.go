@@ -63,6 +63,10 @@ type Options struct {
 	// StatusNamespace is where the leader publishes the FleetStatus ConfigMap on the Karmada
 	// control plane (its leader-election namespace); none when empty.
 	StatusNamespace string
+	// DeclaredTimeout is how long a member a ServiceExport or ServiceImport template is
+	// scheduled to counts as exporting or importing before the object lands there (default 60 s;
+	// negative: off, only the members' own objects count). See declared.go.
+	DeclaredTimeout time.Duration
 }
 
 // KarmadaRequestTimeout bounds every request to the Karmada apiserver but its watches.
@@ -99,6 +103,9 @@ type Controller struct {
 	// exportTemplates: ServiceExport templates, onto which export conditions are mirrored.
 	importTemplates *templates
 	exportTemplates *templates
+	// declared: the ResourceBindings of MCS templates, whose scheduled members count before
+	// the objects land there (declared.go).
+	declared *declared
 
 	mu         sync.RWMutex
 	members    map[string]*member
@@ -163,6 +170,9 @@ func New(cfg *rest.Config, opts Options) (*Controller, error) {
 	c.exportTemplates = &templates{kind: "ServiceExport", versions: mcs.ExportVersions, disco: kube.Discovery(), dynWatch: dynWatch, enqueue: c.enqueue,
 		missingMsg: "the Karmada control plane does not serve the ServiceExport API; export conditions are written in the members only"}
 	c.recorder, _ = recorderFor(kube)
+	if opts.DeclaredTimeout > 0 {
+		c.declared = newDeclared(karmadaWatch, opts.DeclaredTimeout, c.enqueue)
+	}
 
 	c.works = workinformers.NewFilteredWorkInformer(karmadaWatch, metav1.NamespaceAll, 0, cache.Indexers{byServiceIndex: func(obj any) ([]string, error) {
 		w, ok := obj.(*workv1alpha1.Work)
@@ -220,6 +230,9 @@ func defaults(opts *Options) error {
 	}
 	if opts.MemberTimeout <= 0 {
 		opts.MemberTimeout = 15 * time.Second
+	}
+	if opts.DeclaredTimeout == 0 {
+		opts.DeclaredTimeout = 60 * time.Second
 	}
 	return nil
 }
@@ -298,6 +311,10 @@ func (c *Controller) Start(ctx context.Context) error {
 	go c.clusterInf.RunWithContext(ctx)
 	go c.importTemplates.run(ctx)
 	go c.exportTemplates.run(ctx)
+	if c.declared.enabled() {
+		go c.declared.inf.RunWithContext(ctx)
+		go c.declared.waitSynced(ctx)
+	}
 	if !cache.WaitForCacheSync(ctx.Done(), c.works.HasSynced, c.statusWorks.HasSynced, c.clusterInf.HasSynced, c.importTemplates.synced, c.exportTemplates.synced) {
 		return fmt.Errorf("caches of the Karmada control plane did not sync")
 	}

@@ -43,6 +43,9 @@ type member struct {
 	status *statusWriter
 
 	services, slices, namespaces cache.SharedIndexInformer
+	// wanted: whether a change of the member's own Service or EndpointSlice of a service (key)
+	// can change what the controller writes (nil: every change can).
+	wanted func(key string) bool
 
 	mu         sync.Mutex
 	seGVR      schema.GroupVersionResource
@@ -66,7 +69,10 @@ type member struct {
 
 // newMember builds the clients and informers of a member; enqueue receives service keys,
 // enqueueNamespace the name of a namespace that appeared (its services may be imported there now).
-func newMember(name string, cfg *rest.Config, timeout time.Duration, fp string, enqueue, enqueueNamespace func(string)) (*member, error) {
+//
+// declared reports whether Karmada has scheduled the ServiceExport template of a service (key) to
+// this member (declared.go): its Services and EndpointSlices matter then, before its export lands.
+func newMember(name string, cfg *rest.Config, timeout time.Duration, fp string, enqueue, enqueueNamespace func(string), declared func(key, cluster string) bool) (*member, error) {
 	// Requests to a member are bounded (a member that accepts a request and never answers must
 	// not hold a worker); watches are not (they are long by design), so the informers get a
 	// client of their own.
@@ -94,6 +100,19 @@ func newMember(name string, cfg *rest.Config, timeout time.Duration, fp string, 
 	m.slices = kube.Informer[*discoveryv1.EndpointSliceList](kc.DiscoveryV1().EndpointSlices(metav1.NamespaceAll),
 		discoveryv1.LabelServiceName, &discoveryv1.EndpointSlice{}, sliceIndexers)
 	m.namespaces = kube.Informer[*corev1.NamespaceList](kc.CoreV1().Namespaces(), "", &corev1.Namespace{}, cache.Indexers{})
+	for _, inf := range []cache.SharedIndexInformer{m.services, m.slices, m.namespaces} {
+		if err := inf.SetTransform(trimMeta); err != nil {
+			return nil, err
+		}
+	}
+	// Only the Services and slices of exported services (or of ours) wake a reconcile: a
+	// member's unexported churn costs a cache update and two lookups, no reconcile.
+	m.wanted = func(key string) bool {
+		if _, ok := m.export(key); ok {
+			return true
+		}
+		return declared != nil && declared(key, m.name)
+	}
 	if err := m.handle(enqueue, enqueueNamespace); err != nil {
 		return nil, err
 	}
@@ -127,7 +146,7 @@ func (m *member) handle(enqueue, enqueueNamespace func(string)) error {
 		if svc := o.GetLabels()[mcs.LabelServiceName]; svc != "" && o.GetLabels()[labelManagedBy] == ManagedBy {
 			return o.GetNamespace() + "/" + svc
 		}
-		return o.GetNamespace() + "/" + o.GetName()
+		return m.ifWanted(o.GetNamespace() + "/" + o.GetName())
 	})); err != nil {
 		return err
 	}
@@ -136,16 +155,43 @@ func (m *member) handle(enqueue, enqueueNamespace func(string)) error {
 		if svc := o.GetLabels()[mcs.LabelServiceName]; svc != "" {
 			return o.GetNamespace() + "/" + svc
 		}
-		return o.GetNamespace() + "/" + o.GetLabels()[discoveryv1.LabelServiceName]
+		return m.ifWanted(o.GetNamespace() + "/" + o.GetLabels()[discoveryv1.LabelServiceName])
 	}))
 	return err
+}
+
+// ifWanted is key if a change of the service's own objects in the member matters, "" (nothing
+// enqueued) if not.
+func (m *member) ifWanted(key string) string {
+	if m.wanted == nil || m.wanted(key) {
+		return key
+	}
+	unexportedEvents.WithLabelValues(m.name).Inc()
+	return ""
+}
+
+// trimMeta drops what the controller never reads and costs most of a cached object beside its
+// spec: managedFields, and kubectl's copy of the last applied object.
+func trimMeta(obj any) (any, error) {
+	if o, ok := obj.(metav1.Object); ok {
+		o.SetManagedFields(nil)
+		if a := o.GetAnnotations(); a != nil {
+			if _, ok := a[corev1.LastAppliedConfigAnnotation]; ok {
+				delete(a, corev1.LastAppliedConfigAnnotation)
+				o.SetAnnotations(a)
+			}
+		}
+	}
+	return obj, nil
 }
 
 // keyHandler enqueues the key of every added, updated or deleted object.
 func keyHandler(enqueue func(string), key func(metav1.Object) string) cache.ResourceEventHandlerFuncs {
 	return mcs.Handler(func(obj any) {
 		if o, ok := obj.(metav1.Object); ok {
-			enqueue(key(o))
+			if k := key(o); k != "" {
+				enqueue(k)
+			}
 		}
 	})
 }

@@ -68,7 +68,7 @@ func (c *Controller) syncCluster(ctx context.Context, name string) error {
 	if old != nil && old.fingerprint == fp {
 		return nil
 	}
-	m, err := newMember(name, restConfigFor(cl.Spec.APIEndpoint, token, ca, insecure, c.opts.MemberQPS, c.opts.MemberBurst), c.opts.MemberTimeout, fp, c.enqueue, c.enqueueNamespace)
+	m, err := newMember(name, restConfigFor(cl.Spec.APIEndpoint, token, ca, insecure, c.opts.MemberQPS, c.opts.MemberBurst), c.opts.MemberTimeout, fp, c.enqueue, c.enqueueNamespace, c.declared.scheduledTo)
 	if err != nil {
 		return err
 	}
@@ -140,6 +140,9 @@ func (c *Controller) enqueueAll() {
 	for _, k := range c.works.GetIndexer().ListIndexFuncValues(byServiceIndex) {
 		c.enqueue(k)
 	}
+	for _, k := range c.declared.keys("") {
+		c.enqueue(k)
+	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	for _, m := range c.members {
@@ -157,6 +160,9 @@ func (c *Controller) enqueueAll() {
 // enqueueNamespace enqueues every service exported in namespace ns (a member just created it:
 // automatic imports reach it).
 func (c *Controller) enqueueNamespace(ns string) {
+	for _, k := range c.declared.keys(ns) {
+		c.enqueue(k)
+	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	for _, m := range c.members {

@@ -52,8 +52,16 @@ var (
 		Name: "coredns_mcs_controller_karmada_mcs_detected",
 		Help: "1 while objects of Karmada's own MCS controllers (their report Works, imported-* or dispatched EndpointSlices) are found on the control plane: they must not run beside this controller.",
 	})
+	declaredWithdrawn = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coredns_mcs_controller_declared_withdrawn_total",
+		Help: "Declared exports and imports (a member a ServiceExport or ServiceImport template is scheduled to, counted before the object lands there) withdrawn, by kind and reason (ApplyFailed: Karmada reported applying it failed; NotLanded: not there within --declared-timeout).",
+	}, []string{"kind", "reason"})
+	unexportedEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "coredns_mcs_controller_unexported_events_total",
+		Help: "Changes of a member's Services and EndpointSlices of services it does not export, by cluster: cached, never reconciled.",
+	}, []string{"cluster"})
 )
 
 func init() {
-	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, statusWriteErrors, statusPending, memberGauge, syncedGauge, drainedGauge, karmadaMCSGauge, propagationSeconds)
+	metrics.Registry.MustRegister(reconcileTotal, reconcileDuration, workWrites, statusWrites, statusWriteErrors, statusPending, memberGauge, syncedGauge, drainedGauge, karmadaMCSGauge, propagationSeconds, declaredWithdrawn, unexportedEvents)
 }

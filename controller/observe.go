@@ -30,6 +30,10 @@ type observation struct {
 	auto bool
 	// autoWait: automatic imports are held back this long still (see autoImportDelay).
 	autoWait time.Duration
+	// declared: how many of exporters are declared (scheduled by Karmada, not landed: they are
+	// the last ones); declaredWait: when the first declared export or import times out.
+	declared     int
+	declaredWait time.Duration
 	// unknown: Push-mode members whose caches are not synced (see Controller.fleet); heldFor:
 	// those of them this service's Works are held for (see Controller.heldBy).
 	unknown map[string]bool
@@ -94,24 +98,41 @@ func (c *Controller) observe(ctx context.Context, ns, name string, members []*me
 		}
 	}
 	sortExporters(o.exporters, created)
+	// Exports scheduled by Karmada that have not landed yet (declared.go), after the members' own.
+	now := time.Now()
+	declaredEx, declaredSince, wait := c.declaredExporters(ctx, o, now)
+	o.exporters = append(o.exporters, declaredEx...)
+	o.declared = len(declaredEx)
+	o.declaredWait = wait
 
 	// Automatic imports (KEP-1645): with no ServiceImport template on the Karmada control plane,
 	// every member that has the namespace imports the service, exporters included, and gets its
 	// ServiceImport from us; they go when the last export does.
-	o.auto = !c.importTemplates.has(key) && (len(o.states) > 0 || len(o.drained) > 0)
+	o.auto = !c.importTemplates.has(key) && (len(o.states) > 0 || len(o.drained) > 0 || len(declaredEx) > 0)
 	var oldest time.Time
 	for _, t := range created {
 		if oldest.IsZero() || t.Time.Before(oldest) {
 			oldest = t.Time
 		}
 	}
-	if wait := autoImportDelay - time.Since(oldest); o.auto && len(o.drained) == 0 && wait > 0 {
+	for _, t := range declaredSince {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	if wait := autoImportDelay - now.Sub(oldest); o.auto && len(o.drained) == 0 && wait > 0 {
 		o.auto, o.autoWait = false, wait
 	}
 	if o.auto {
 		o.importers = append(o.importers, c.autoImporters(members, ns, name, userImport)...)
-		sort.Slice(o.importers, func(i, j int) bool { return o.importers[i].cluster < o.importers[j].cluster })
+	} else if declaredIm, wait := c.declaredImporters(ctx, o, userImport, now); len(declaredIm) > 0 {
+		// Importers scheduled by the ServiceImport template that have no ServiceImport yet.
+		o.importers = append(o.importers, declaredIm...)
+		if o.declaredWait == 0 || wait < o.declaredWait {
+			o.declaredWait = wait
+		}
 	}
+	sort.Slice(o.importers, func(i, j int) bool { return o.importers[i].cluster < o.importers[j].cluster })
 	c.findTaken(o)
 	c.findFamilies(o)
 	return o

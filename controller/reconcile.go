@@ -14,7 +14,7 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	ns, name, _ := strings.Cut(key, "/")
 	// Nothing is decided before the caches of the Karmada control plane are complete; members
 	// whose caches are not (unknown) hold back only what depends on them.
-	if !c.importTemplates.synced() || !c.exportTemplates.synced() {
+	if !c.importTemplates.synced() || !c.exportTemplates.synced() || !c.declared.ready() {
 		return time.Second, nil
 	}
 	members, unknown := c.fleet()
@@ -23,6 +23,9 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 	o.unknown = unknown
 	if o.autoWait > 0 {
 		c.enqueueAfter(key, o.autoWait)
+	}
+	if o.declaredWait > 0 {
+		c.enqueueAfter(key, o.declaredWait)
 	}
 	desired, err := desiredWorks(ns, name, c.opts.DerivedPrefix, o.exporters, o.importers)
 	if err != nil {

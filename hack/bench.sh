@@ -25,19 +25,21 @@ case $mode in
     DNS_ARGS=(--imports 1000 --headless 100 --endpoints 100 --runs 5 --duration 4s --latency-duration 2s --mem-imports 10000 --mem-runs 5)
     CONTROL_ARGS=(--services 50 --runs 5 --churn 4 --scale 1000 --scale-karmada 100 --scale-runs 1)
     GOBENCH_ARGS=(-count 5 -benchtime 1s)
-    CHURN_SECONDS=60 PULL_SERVICES=50 FLEET_SIZES="2 5 10 15" FLEET_SERVICES=50 FLEET_SETTLE=30 ;;
+    CHURN_SECONDS=60 PULL_SERVICES=50 FLEET_SIZES="2 5 10 15" FLEET_SERVICES=50 FLEET_SETTLE=30
+    UNEXPORTED_ARGS=(--services 10000 --slices-per-service 3 --updates 1000 --settle 15s) ;;
   smoke)
     DNS_ARGS=(--imports 50 --headless 5 --endpoints 10 --runs 1 --duration 1s --latency-qps 500 --latency-duration 1s --mem-imports 100 --mem-runs 1 --hostile-scale 100)
     CONTROL_ARGS=(--services 3 --runs 1 --churn 1 --scale 20 --scale-karmada 5 --scale-runs 1)
     GOBENCH_ARGS=(-count 1 -benchtime 2000x)
-    CHURN_SECONDS=10 PULL_SERVICES=5 FLEET_SIZES="2 3" FLEET_SERVICES=5 FLEET_SETTLE=5 ;;
+    CHURN_SECONDS=10 PULL_SERVICES=5 FLEET_SIZES="2 3" FLEET_SERVICES=5 FLEET_SETTLE=5
+    UNEXPORTED_ARGS=(--services 100 --slices-per-service 3 --updates 100 --settle 3s) ;;
   *) echo "usage: $0 [full|smoke]" >&2; exit 2 ;;
 esac
 # Overrides for a partial run, e.g. BENCH_ONLY=control BENCH_CONTROL_ARGS="--scale 200" (later flags win).
 read -r -a extra_dns <<<"${BENCH_DNS_ARGS:-}"
 read -r -a extra_control <<<"${BENCH_CONTROL_ARGS:-}"
 DNS_ARGS+=("${extra_dns[@]}") CONTROL_ARGS+=("${extra_control[@]}")
-only=${BENCH_ONLY:-dns,churn,control,pull,gobench,fleet}
+only=${BENCH_ONLY:-dns,churn,control,unexported,pull,gobench,fleet}
 touch_md() { [ -f "$1" ] || echo "(${1##*/}: not run; BENCH_ONLY=$only)" >"$1"; }
 
 # Client limits, the same for both controllers compared: karmada-controller-manager's and
@@ -72,13 +74,16 @@ P=${CMCS_PORT_BASE:-31000}
 [[ $only == *dns* ]] && step "DNS: coredns-mcs vs stock CoreDNS $COREDNS_VERSION vs template ceiling (dnsperf), memory after sync"
 # BENCH_BASELINE=<git revision>: that revision's coredns-mcs runs beside ours in the throughput
 # runs (the same command, the same machine), e.g. the commit before a change to the plugin.
-baseline_args=()
-if [[ $only == *dns* && -n ${BENCH_BASELINE:-} ]]; then
-  step "building coredns-mcs at $BENCH_BASELINE (the baseline)"
+# The same revision's mcs-controller runs beside ours in the unexported-Services section.
+baseline_args=() baseline_ctl=()
+if [[ ( $only == *dns* || $only == *unexported* ) && -n ${BENCH_BASELINE:-} ]]; then
+  step "building coredns-mcs and mcs-controller at $BENCH_BASELINE (the baseline)"
   rm -rf "$OUT/baseline-src" && git worktree add -f --detach "$OUT/baseline-src" "$BENCH_BASELINE" >/dev/null
-  (cd "$OUT/baseline-src" && go build -trimpath -o "$PWD/../coredns-mcs-baseline" ./cmd/coredns-mcs)
+  (cd "$OUT/baseline-src" && go build -trimpath -o "$PWD/../coredns-mcs-baseline" ./cmd/coredns-mcs &&
+    go build -trimpath -o "$PWD/../mcs-controller-baseline" ./cmd/mcs-controller)
   git worktree remove --force "$OUT/baseline-src"
   baseline_args=(--baseline "$OUT/coredns-mcs-baseline")
+  baseline_ctl=(--baseline-controller "$OUT/mcs-controller-baseline")
 fi
 [[ $only == *dns* ]] && _output/bin/mcsbench dns --kubeconfig "$CMCS_MEMBERS_KUBECONFIG" --context member2 \
   --ours _output/bin/coredns-mcs --stock "$CMCS_CACHE/coredns-$COREDNS_VERSION/coredns" \
@@ -103,6 +108,22 @@ fi
 [[ $only == *control* ]] && _output/bin/mcsbench control --karmada-kubeconfig "$CMCS_KARMADA_KUBECONFIG" --members-kubeconfig "$CMCS_MEMBERS_KUBECONFIG" \
   --controller _output/bin/mcs-controller --controller-args "$controller_args" --coredns _output/bin/coredns-mcs --clusterset hack/clusterset.sh \
   --dns-port $((P + 210)) --dir "$OUT" --out "$OUT/control.md" "${CONTROL_ARGS[@]}"
+
+if [[ $only == *unexported* ]]; then
+step "unexported Services: the controller's memory, reconciles and CPU with a member full of Services nobody exports"
+{
+  echo "### Unexported Services"
+  echo
+  echo "member1 holds Services and EndpointSlices nobody exports (${UNEXPORTED_ARGS[*]}); each controller runs alone, once with member1 empty and once with the data, after its member caches synced and a settle; then the slices are updated. RSS and the Go heap in use (go_memstats_heap_inuse_bytes) are read once; reconciles are coredns_mcs_controller_reconciles_total.${BENCH_BASELINE:+ The baseline is mcs-controller built at $BENCH_BASELINE.}"
+  echo
+  echo "| controller | Services / slices | RSS MiB empty → with (ratio) | heap MiB empty → with (ratio) | reconciles at start | CPU µs per update | reconciles during the updates |"
+  echo "|---|---|---|---|---|---|---|"
+} >"$OUT/unexported.md"
+_output/bin/mcsbench unexported --karmada-kubeconfig "$CMCS_KARMADA_KUBECONFIG" --members-kubeconfig "$CMCS_MEMBERS_KUBECONFIG" \
+  --controller _output/bin/mcs-controller --controller-args "$controller_args" --port-base $((P + 240)) --dir "$OUT" --out "$OUT/unexported.md" \
+  "${baseline_ctl[@]}" "${UNEXPORTED_ARGS[@]}" || echo "(failed: see the log above)" >>"$OUT/unexported.md"
+echo >>"$OUT/unexported.md"
+fi
 
 if [[ $only == *pull* ]]; then
 step "Pull vs Push importer: export in member1 → dig answers in member2 (Push) and member3 (Pull), same run"
@@ -188,6 +209,6 @@ fi
   echo "- client limits (karmada-controller-manager, karmada-scheduler, mcs-controller): $([ -n "$CMCS_KARMADA_API_QPS" ] && echo "QPS $CMCS_KARMADA_API_QPS, burst $((CMCS_KARMADA_API_QPS * 2)) (CMCS_KARMADA_API_QPS)" || echo "their defaults (Karmada's QPS 40, burst 60; ours 100/200 to Karmada, 50/100 to members)"), the same for both controllers compared"
   echo "- command: \`${BENCH_ONLY:+BENCH_ONLY=$BENCH_ONLY }${BENCH_BASELINE:+BENCH_BASELINE=$BENCH_BASELINE }make bench$([ "$mode" = smoke ] && echo -smoke)\` (hack/bench.sh $mode), $(( ($(date +%s) - t_start) / 60 )) min"
   echo
-  for f in dns churn control pull fleet gobench; do touch_md "$OUT/$f.md"; cat "$OUT/$f.md"; done
+  for f in dns churn control unexported pull fleet gobench; do touch_md "$OUT/$f.md"; cat "$OUT/$f.md"; done
 } >"$OUT/results.md"
 cat "$OUT/results.md"

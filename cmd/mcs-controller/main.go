@@ -30,6 +30,7 @@ func main() {
 		derivedPrefix string
 		memberFailure string
 		failureGrace  time.Duration
+		declaredTO    time.Duration
 		apiQPS        float64
 		apiBurst      int
 		memberQPS     float64
@@ -50,6 +51,7 @@ func main() {
 	flag.StringVar(&leaderNS, "leader-election-namespace", "karmada-system", "namespace of the leader election Lease on the Karmada control plane")
 	flag.IntVar(&workers, "workers", 4, "services reconciled in parallel")
 	flag.StringVar(&memberFailure, "member-failure", controller.MemberFailureDrain, "when Karmada reports a member not Ready: drain (withdraw its exported endpoints from every importer after --member-failure-grace, restore them when it is back) or keep (leave them, as Karmada does)")
+	flag.DurationVar(&declaredTO, "declared-timeout", 60*time.Second, "how long a member a ServiceExport or ServiceImport template is scheduled to (its ResourceBinding) counts as exporting or importing before the object lands there; 0: only objects in the members count")
 	flag.DurationVar(&failureGrace, "member-failure-grace", 60*time.Second, "how long a member may be not Ready before its endpoints are drained")
 	flag.Float64Var(&apiQPS, "kube-api-qps", 100, "requests per second to the Karmada apiserver (client-side limit)")
 	flag.IntVar(&apiBurst, "kube-api-burst", 200, "burst of requests to the Karmada apiserver")
@@ -96,7 +98,7 @@ func main() {
 		os.Exit(1)
 	}
 	c, err := controller.New(cfg, controller.Options{DerivedPrefix: derivedPrefix, Workers: workers, MemberQPS: float32(memberQPS), MemberBurst: memberBurst,
-		MemberFailure: memberFailure, FailureGrace: failureGrace, MemberTimeout: memberTimeout,
+		MemberFailure: memberFailure, FailureGrace: failureGrace, MemberTimeout: memberTimeout, DeclaredTimeout: declaredTimeout(declaredTO),
 		SecretNamespaces: strings.Split(secretNS, ","), StatusNamespace: leaderNS})
 	if err != nil {
 		log.Error(err, "creating the controller")
@@ -131,4 +133,12 @@ func main() {
 		log.Error(err, "manager stopped")
 		os.Exit(1)
 	}
+}
+
+// declaredTimeout maps the flag (0: off) to controller.Options (0: the default; negative: off).
+func declaredTimeout(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

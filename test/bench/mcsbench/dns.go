@@ -33,6 +33,8 @@ type dnsServer struct {
 	name, bin, corefile, logFile string
 	port                         int
 	cmd                          *exec.Cmd
+	// argv: a server that is not CoreDNS (the bare responder), started as is.
+	argv []string
 }
 
 func (s *dnsServer) start(dir, cpu string) error {
@@ -45,7 +47,11 @@ func (s *dnsServer) start(dir, cpu string) error {
 	if err != nil {
 		return err
 	}
-	s.cmd = exec.Command("taskset", "-c", cpu, s.bin, "-conf", conf)
+	argv := []string{s.bin, "-conf", conf}
+	if s.argv != nil {
+		argv = s.argv
+	}
+	s.cmd = exec.Command("taskset", append([]string{"-c", cpu}, argv...)...)
 	s.cmd.Env = append(os.Environ(), "GOMAXPROCS=1")
 	s.cmd.Stdout, s.cmd.Stderr = out, out
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}

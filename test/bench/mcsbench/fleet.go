@@ -159,6 +159,11 @@ func cmdFleet(args []string) error {
 
 // reconcilesTotal sums coredns_mcs_controller_reconciles_total over its results.
 func reconcilesTotal(port int) (float64, error) {
+	return metricValue(port, "coredns_mcs_controller_reconciles_total")
+}
+
+// metricValue sums metric name over its series on the plain-HTTP metrics endpoint at port.
+func metricValue(port int, name string) (float64, error) {
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if err != nil {
 		return 0, err
@@ -169,7 +174,7 @@ func reconcilesTotal(port int) (float64, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
-		if strings.HasPrefix(l, "coredns_mcs_controller_reconciles_total{") {
+		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
 			f := strings.Fields(l)
 			v, err := strconv.ParseFloat(f[len(f)-1], 64)
 			if err == nil {

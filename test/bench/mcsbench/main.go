@@ -28,7 +28,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: mcsbench dns|control|pull|fleet [flags]")
+		fmt.Fprintln(os.Stderr, "usage: mcsbench dns|control|pull|fleet|unexported|bare [flags]")
 		os.Exit(2)
 	}
 	var err error
@@ -41,8 +41,12 @@ func main() {
 		err = cmdPull(os.Args[2:])
 	case "fleet":
 		err = cmdFleet(os.Args[2:])
+	case "unexported":
+		err = cmdUnexported(os.Args[2:])
+	case "bare":
+		err = cmdBare(os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q (dns, control, pull or fleet)", os.Args[1])
+		err = fmt.Errorf("unknown command %q (dns, control, pull, fleet, unexported or bare)", os.Args[1])
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mcsbench:", err)
@@ -108,6 +112,14 @@ func cmdDNS(args []string) error {
 			"clusterset.local:%d {\n    template IN A clusterset.local {\n        answer \"{{ .Name }} 5 IN A 10.0.0.1\"\n    }\n}\n", base+2)}
 		return
 	}
+	// The true ceilings, in the same runs: a bare miekg/dns responder (the floor of this stack)
+	// and CoreDNS's cheapest plugin path (whoami: no lookup, one record built per query).
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	bare := &dnsServer{name: "bare-miekg-ceiling", port: *portBase + 4, argv: []string{self, "bare", "--port", fmt.Sprint(*portBase + 4)}}
+	whoami := &dnsServer{name: "whoami-ceiling", bin: *ours, port: *portBase + 5, corefile: fmt.Sprintf("clusterset.local:%d {\n    whoami\n}\n", *portBase+5)}
 
 	var md strings.Builder
 	// --- throughput and latency -------------------------------------------------------------
@@ -120,7 +132,7 @@ func cmdDNS(args []string) error {
 		return err
 	}
 	o, s, t := servers(*portBase)
-	all, answering := []*dnsServer{o, s, t}, []*dnsServer{o, s}
+	all, answering := []*dnsServer{o, s, t, bare, whoami}, []*dnsServer{o, s}
 	var b *dnsServer
 	if *baseline != "" {
 		b = &dnsServer{name: "coredns-mcs-baseline", bin: *baseline, port: *portBase + 3, corefile: strings.Replace(o.corefile,
@@ -143,8 +155,10 @@ func cmdDNS(args []string) error {
 			}
 		}
 	}
-	if err := waitAnswer(t, "x.clusterset.local.", dns.TypeA, 1, 30*time.Second); err != nil {
-		return err
+	for _, c := range []*dnsServer{t, bare, whoami} {
+		if err := waitAnswer(c, "x.clusterset.local.", dns.TypeA, 1, 30*time.Second); err != nil {
+			return err
+		}
 	}
 	// Same questions, same answers? (Records compared as sets; differences are reported.)
 	var diffs []string
@@ -185,7 +199,7 @@ func cmdDNS(args []string) error {
 			order = append(order, b)
 		}
 		if i == 0 {
-			order = append(order, t)
+			order = append(order, t, whoami, bare)
 		}
 		qps := map[string]sample{}
 		cpu := map[string]sample{}
@@ -216,8 +230,9 @@ func cmdDNS(args []string) error {
 		}
 		for _, srv := range order {
 			rat := ratio(qps[srv.name], qps[s.name])
-			if srv == t {
-				rat = "ours = " + ratio(qps[o.name], qps[t.name]) + " of it"
+			if srv == t || srv == whoami || srv == bare {
+				// At equal server CPU: queries per CPU-second, ours against the ceiling's.
+				rat = "ours = " + ratio(qps[o.name], qps[srv.name]) + " of its QPS, " + ratio(cpu[srv.name], cpu[o.name]) + " of its queries per CPU-second"
 			}
 			if srv == b {
 				rat += "; ours = " + ratio(qps[o.name], qps[b.name]) + " of it"
