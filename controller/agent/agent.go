@@ -375,6 +375,9 @@ func (a *Agent) startMCS(parent context.Context, se, si schema.GroupVersionResou
 	if !se.Empty() {
 		ex = mcs.Informer(a.memberDynWatch, se, nil)
 		im = mcs.Informer(a.memberDynWatch, si, nil)
+		if err := im.AddIndexers(cache.Indexers{byDerivedName: derivedNameIndex(a.opts.DerivedPrefix)}); err != nil {
+			panic(err) // only fails on a started informer
+		}
 		a.on(ex, func(o metav1.Object) {
 			a.add(item{kind: report.KindServiceExport, ns: o.GetNamespace(), name: o.GetName()})
 			a.add(item{status: true, kind: report.KindServiceExport, ns: o.GetNamespace(), name: o.GetName()})

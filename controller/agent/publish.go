@@ -11,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
@@ -80,17 +81,27 @@ func (a *Agent) reportService(svc *corev1.Service) bool {
 	if im == nil {
 		return false
 	}
-	// A name an import here chose (mcs.DerivedServiceOf). Imports are few next to Services.
-	for _, o := range im.GetStore().List() {
-		si := o.(metav1.Object)
-		if si.GetNamespace() != svc.Namespace {
-			continue
+	// A name an import here chose (mcs.DerivedServiceOf): one index lookup, whatever the number
+	// of imports (an unexported Service's change costs no scan).
+	objs, _ := im.GetIndexer().ByIndex(byDerivedName, svc.Namespace+"/"+svc.Name)
+	return len(objs) > 0
+}
+
+// byDerivedName indexes ServiceImports by the derived Service they name (namespace/name).
+const byDerivedName = "derivedName"
+
+func derivedNameIndex(prefix string) cache.IndexFunc {
+	return func(obj any) ([]string, error) {
+		si, ok := obj.(metav1.Object)
+		if !ok {
+			return nil, nil
 		}
-		if name, err := mcs.DerivedServiceOf(a.opts.DerivedPrefix, si.GetNamespace(), si.GetName(), si.GetAnnotations()); err == nil && name == svc.Name {
-			return true
+		name, err := mcs.DerivedServiceOf(prefix, si.GetNamespace(), si.GetName(), si.GetAnnotations())
+		if err != nil {
+			return nil, nil
 		}
+		return []string{si.GetNamespace() + "/" + name}, nil
 	}
-	return false
 }
 
 // publish brings the report Work of it in step with the member: written when it changed,
