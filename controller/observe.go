@@ -30,9 +30,7 @@ type observation struct {
 	auto bool
 	// autoWait: automatic imports are held back this long still (see autoImportDelay).
 	autoWait time.Duration
-	// declared: how many of exporters are declared (scheduled by Karmada, not landed: they are
-	// the last ones); declaredWait: when the first declared export or import times out.
-	declared     int
+	// declaredWait: when the first declared export or import (declared.go) times out.
 	declaredWait time.Duration
 	// unknown: Push-mode members whose caches are not synced (see Controller.fleet); heldFor:
 	// those of them this service's Works are held for (see Controller.heldBy).
@@ -102,7 +100,6 @@ func (c *Controller) observe(ctx context.Context, ns, name string, members []*me
 	now := time.Now()
 	declaredEx, declaredSince, wait := c.declaredExporters(ctx, o, now)
 	o.exporters = append(o.exporters, declaredEx...)
-	o.declared = len(declaredEx)
 	o.declaredWait = wait
 
 	// Automatic imports (KEP-1645): with no ServiceImport template on the Karmada control plane,
