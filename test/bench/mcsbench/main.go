@@ -62,6 +62,9 @@ func restConfig(kubeconfig, context string) (*rest.Config, error) {
 		return nil, err
 	}
 	cfg.QPS, cfg.Burst = 500, 1000
+	// The benchmark writes thousands of objects: the apiserver's warnings about them (headless
+	// Services' session affinity, say) are not its output.
+	cfg.WarningHandler = rest.NoWarnings{}
 	return cfg, nil
 }
 
