@@ -219,10 +219,7 @@ func (c *Controller) declaredExporters(ctx context.Context, o *observation, now 
 	if !c.declared.enabled() {
 		return nil, nil, 0
 	}
-	byName := map[string]*member{}
-	for _, m := range o.members {
-		byName[m.name] = m
-	}
+	byName := o.memberByName()
 	tmpl, _, hasTmpl := c.exportTemplates.get(o.ns + "/" + o.name)
 	for _, t := range c.declared.targets("ServiceExport", o.ns, o.name, now) {
 		m := byName[t.cluster]
@@ -233,11 +230,8 @@ func (c *Controller) declaredExporters(ctx context.Context, o *observation, now 
 			c.declared.landed("ServiceExport", o.ns, o.name, m.name)
 			continue
 		}
-		if reason, msg, left := c.declared.gone(t, now); reason != "" {
-			c.withdrawDeclared(ctx, "ServiceExport", o.ns, o.name, m.name, reason, msg)
+		if !c.stillDeclared(ctx, "ServiceExport", o, t, now, &wait) {
 			continue
-		} else if wait == 0 || left < wait {
-			wait = left
 		}
 		se := &mcsv1beta1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: o.ns, Name: o.name, CreationTimestamp: metav1.NewTime(t.since)}}
 		if t, ok := tmpl.(*mcsv1beta1.ServiceExport); hasTmpl && ok {
@@ -265,10 +259,7 @@ func (c *Controller) declaredImporters(ctx context.Context, o *observation, user
 	if !ok || !isSI {
 		return nil, 0
 	}
-	byName := map[string]*member{}
-	for _, m := range o.members {
-		byName[m.name] = m
-	}
+	byName := o.memberByName()
 	for _, t := range c.declared.targets("ServiceImport", o.ns, o.name, now) {
 		m := byName[t.cluster]
 		if m == nil || userImport[t.cluster] {
@@ -278,11 +269,8 @@ func (c *Controller) declaredImporters(ctx context.Context, o *observation, user
 		if m.importGVR().Empty() || !m.hasNamespace(o.ns) {
 			continue
 		}
-		if reason, msg, left := c.declared.gone(t, now); reason != "" {
-			c.withdrawDeclared(ctx, "ServiceImport", o.ns, o.name, m.name, reason, msg)
+		if !c.stillDeclared(ctx, "ServiceImport", o, t, now, &wait) {
 			continue
-		} else if wait == 0 || left < wait {
-			wait = left
 		}
 		derived, err := mcs.DerivedServiceOf(c.opts.DerivedPrefix, o.ns, o.name, si.Annotations)
 		if err != nil {
@@ -291,6 +279,28 @@ func (c *Controller) declaredImporters(ctx context.Context, o *observation, user
 		out = append(out, importer{cluster: m.name, ports: importPorts(si), name: derived, custom: derived != o.derived})
 	}
 	return out, wait
+}
+
+// stillDeclared reports whether declared target t of kind still counts; when it does not any
+// more, it is withdrawn (withdrawDeclared). wait keeps the soonest time one times out.
+func (c *Controller) stillDeclared(ctx context.Context, kind string, o *observation, t declaredTarget, now time.Time, wait *time.Duration) bool {
+	reason, msg, left := c.declared.gone(t, now)
+	if reason != "" {
+		c.withdrawDeclared(ctx, kind, o.ns, o.name, t.cluster, reason, msg)
+		return false
+	}
+	if *wait == 0 || left < *wait {
+		*wait = left
+	}
+	return true
+}
+
+func (o *observation) memberByName() map[string]*member {
+	out := make(map[string]*member, len(o.members))
+	for _, m := range o.members {
+		out[m.name] = m
+	}
+	return out
 }
 
 // withdrawDeclared logs, counts and tells on the template (once) that a declared export or
