@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"time"
@@ -85,19 +84,12 @@ func cmdFleet(args []string) error {
 		}
 	}
 	metrics := *portBase + 1
-	ctrl := exec.Command(*controller, append([]string{"--kubeconfig", *karmadaKC, "--context", "karmada-apiserver", "--leader-elect=false",
-		"--metrics-secure=false", fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics),
-		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", *portBase+2)}, strings.Fields(*controllerArgs)...)...)
-	log, err := os.Create(fmt.Sprintf("%s/mcs-controller-fleet-%d.log", *dir, *n))
+	start := time.Now()
+	ctrl, err := startController(*controller, *karmadaKC, *controllerArgs, *portBase, fmt.Sprintf("%s/mcs-controller-fleet-%d.log", *dir, *n))
 	if err != nil {
 		return err
 	}
-	ctrl.Stdout, ctrl.Stderr = log, log
-	start := time.Now()
-	if err := ctrl.Start(); err != nil {
-		return err
-	}
-	defer func() { _ = ctrl.Process.Kill(); _ = ctrl.Wait() }()
+	defer ctrl.stop()
 	want := *services * *n
 	err = waitFor(300*time.Second, fmt.Sprintf("%d derived slices with an endpoint in %d members", want, *n), func() (bool, error) {
 		have := 0
@@ -119,7 +111,7 @@ func cmdFleet(args []string) error {
 	}
 	conv := time.Since(start).Seconds()
 	time.Sleep(3 * time.Second) // the status writes after the last import
-	pid := ctrl.Process.Pid
+	pid := ctrl.cmd.Process.Pid
 	peak, _ := memKB(pid, "VmHWM")
 	cpu, _ := cpuSeconds(pid)
 	reconciles, err := reconcilesTotal(metrics)
