@@ -121,6 +121,17 @@ func deleteSeed(t testing.TB) {
 	for _, f := range []string{"02-export.yaml", "03-import.yaml", "01-workload.yaml"} {
 		env.Run(clusterset.Karmada, "", "delete", "--ignore-not-found", "-f", env.Seed(f))
 	}
+	// The templates gone from Karmada (their bindings' finalizers removed): a test applying the
+	// seed next would otherwise update a template on its way out, which then disappears.
+	dyn := env.Dynamic(t, clusterset.Karmada)
+	clusterset.Eventually(t, time.Minute, "the seed's MCS templates gone from Karmada", func() error {
+		for _, gvr := range []schema.GroupVersionResource{seGVR, siGVR} {
+			if u, err := dyn.Resource(gvr).Namespace("default").Get(context.Background(), "serve", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("%s serve: %s", gvr.Resource, objState(u, err))
+			}
+		}
+		return nil
+	})
 	// Whatever Karmada left behind in the members all the same (member3: the Pull test's import).
 	for _, m := range []string{clusterset.Member1, clusterset.Member2, clusterset.Member3} {
 		for _, kind := range []string{"serviceexport", "serviceimport"} {

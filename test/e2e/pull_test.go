@@ -75,6 +75,8 @@ func TestPullMemberImportsTheSeed(t *testing.T) {
 		deleteSeed(t)
 		expectGone(t, env.Client(t, clusterset.Member3), "derived-serve")
 	})
+	// Registered after the controller: runs before it stops, while the state is as it failed.
+	t.Cleanup(func() { logKarmadaPath(t, "default", "serve", clusterset.Member3) })
 	for _, f := range []string{"01-workload.yaml", "02-export.yaml"} {
 		env.KubectlT(t, clusterset.Karmada, "", "apply", "-f", env.Seed(f))
 	}

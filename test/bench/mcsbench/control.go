@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,6 +50,7 @@ type controlBench struct {
 	karmadaKC, membersKC string
 	dir                  string
 	ours                 *exec.Cmd
+	oursMode             string // the mode b.ours was started for (landed: --declared-timeout=0)
 	dnsPort              int
 	dns                  *dnsServer
 }
@@ -64,6 +66,7 @@ func cmdControl(args []string) error {
 	services := fs.Int("services", 50, "services exported back to back per propagation run")
 	runs := fs.Int("runs", 5, "alternating propagation runs per controller")
 	churn := fs.Int("churn", 4, "pod IP changes measured per propagation run")
+	landed := fs.Bool("landed", true, "also run ours with the declared path off (--declared-timeout=0: it waits for the export to land in member1), to isolate that path's effect")
 	scale := fs.Int("scale", 1000, "exports of the from-cold scale run (0: skip)")
 	scaleKarmada := fs.Int("scale-karmada", 200, "exports of Karmada's from-cold scale run (0: skip): setting them up goes through Karmada's propagation, minutes per thousand")
 	scaleRuns := fs.Int("scale-runs", 1, "alternating scale runs per controller")
@@ -102,12 +105,15 @@ func cmdControl(args []string) error {
 	prop := map[string][]float64{}
 	seHop := map[string][]float64{}
 	own := map[string][]float64{}
-	propDNS := []float64{}
+	propDNS := map[string][]float64{}
 	churnObs := map[string][]float64{}
 	for r := 0; r < *runs; r++ {
 		modes := []string{"ours", "karmada"}
+		if *landed {
+			modes = append(modes, oursLanded)
+		}
 		if r%2 == 1 {
-			modes = []string{"karmada", "ours"}
+			slices.Reverse(modes)
 		}
 		for _, mode := range modes {
 			ns := fmt.Sprintf("bench-prop-%s-%d", mode, r)
@@ -118,7 +124,7 @@ func cmdControl(args []string) error {
 			prop[mode] = append(prop[mode], eps...)
 			seHop[mode] = append(seHop[mode], hop...)
 			own[mode] = append(own[mode], o...)
-			propDNS = append(propDNS, dnsT...)
+			propDNS[mode] = append(propDNS[mode], dnsT...)
 			churnObs[mode] = append(churnObs[mode], ch...)
 			logf("propagation %s run %d: ServiceExport in member1 p50 %.0f ms; derived slices with endpoints in member2 p50 %.0f ms p99 %.0f ms (after the export reached member1: p50 %.0f ms); DNS p50 %.0f ms; churn p50 %.0f ms",
 				mode, r+1, quantile(hop, .5), quantile(eps, .5), quantile(eps, .99), quantile(o, .5), quantile(dnsT, .5), quantile(ch, .5))
@@ -129,18 +135,30 @@ func cmdControl(args []string) error {
 	fmt.Fprintf(&md, "%d services per run (Deployment + Service → member1, ServiceImport → member2, all in place), then their ServiceExports applied back to back; "+
 		"%d runs per controller, alternating; percentiles over all services of all runs (n = %d each).\n\n", *services, *runs, len(prop["ours"]))
 	fmt.Fprintf(&md, "| controller | ServiceExport reached member1 (Karmada's propagation, before any MCS controller acts), p50 / p99 ms | `derived-<svc>` slice with a ready endpoint in member2, p50 / p99 ms | of that, after the export reached member1 (the MCS controller's part), p50 / p99 ms | `dig` via coredns-mcs on member2 answers, p50 / p99 ms |\n|---|---|---|---|---|\n")
-	fmt.Fprintf(&md, "| ours (mcs-controller) | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |\n", quantile(seHop["ours"], .5), quantile(seHop["ours"], .99),
-		quantile(prop["ours"], .5), quantile(prop["ours"], .99), quantile(own["ours"], .5), quantile(own["ours"], .99), quantile(propDNS, .5), quantile(propDNS, .99))
+	oursRows := []string{"ours"}
+	if *landed {
+		oursRows = append(oursRows, oursLanded)
+	}
+	for _, m := range oursRows {
+		fmt.Fprintf(&md, "| %s | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |\n", modeTitle[m], quantile(seHop[m], .5), quantile(seHop[m], .99),
+			quantile(prop[m], .5), quantile(prop[m], .99), quantile(own[m], .5), quantile(own[m], .99), quantile(propDNS[m], .5), quantile(propDNS[m], .99))
+	}
 	fmt.Fprintf(&md, "| Karmada v1.16 built-in MCS | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f | — (stock CoreDNS has no answer for Karmada's imports: empty `spec.ips`) |\n",
 		quantile(seHop["karmada"], .5), quantile(seHop["karmada"], .99), quantile(prop["karmada"], .5), quantile(prop["karmada"], .99), quantile(own["karmada"], .5), quantile(own["karmada"], .99))
 	fmt.Fprintf(&md, "\nRatio ours / Karmada, end to end: p50 %.2f×, p99 %.2f×; after the export reached member1: p50 %.2f×, p99 %.2f×.\n\n",
 		quantile(prop["ours"], .5)/quantile(prop["karmada"], .5), quantile(prop["ours"], .99)/quantile(prop["karmada"], .99),
 		quantile(own["ours"], .5)/quantile(own["karmada"], .5), quantile(own["ours"], .99)/quantile(own["karmada"], .99))
+	if *landed {
+		fmt.Fprintf(&md, "With the declared path off (ours waits for the export to land): end to end p50 %.2f×, p99 %.2f× Karmada's; "+
+			"the export's own propagation to member1 p50 %.0f ms vs %.0f ms with the declared path on and %.0f ms with Karmada's controllers.\n\n",
+			quantile(prop[oursLanded], .5)/quantile(prop["karmada"], .5), quantile(prop[oursLanded], .99)/quantile(prop["karmada"], .99),
+			quantile(seHop[oursLanded], .5), quantile(seHop["ours"], .5), quantile(seHop["karmada"], .5))
+	}
 	fmt.Fprintf(&md, "### Endpoint churn: a pod IP change in member1 → member2's imported slice\n\n")
 	fmt.Fprintf(&md, "A service scaled from 1 to 2 pods; time from member1's EndpointSlice listing the new pod IP to member2's derived slice listing it. %d per run.\n\n", *churn)
 	fmt.Fprintf(&md, "| controller | n | p50 ms | p99 ms |\n|---|---|---|---|\n")
-	for _, m := range []string{"ours", "karmada"} {
-		fmt.Fprintf(&md, "| %s | %d | %.0f | %.0f |\n", map[string]string{"ours": "ours (mcs-controller)", "karmada": "Karmada v1.16 built-in MCS"}[m],
+	for _, m := range append(oursRows, "karmada") {
+		fmt.Fprintf(&md, "| %s | %d | %.0f | %.0f |\n", modeTitle[m],
 			len(churnObs[m]), quantile(churnObs[m], .5), quantile(churnObs[m], .99))
 	}
 	fmt.Fprintln(&md)
@@ -210,16 +228,31 @@ func (b *controlBench) switchKarmadaMCS(v string) error {
 	return nil
 }
 
-func (b *controlBench) startOurs() error {
-	if b.ours != nil {
+// oursLanded is our controller with the declared path off: it acts once the export landed.
+const oursLanded = "ours-landed"
+
+var modeTitle = map[string]string{"ours": "ours (mcs-controller)", oursLanded: "ours, declared path off (`--declared-timeout=0`)",
+	"karmada": "Karmada v1.16 built-in MCS"}
+
+// isOurs: mode runs our controller (with or without the declared path).
+func isOurs(mode string) bool { return mode == "ours" || mode == oursLanded }
+
+func (b *controlBench) startOurs(mode string) error {
+	if b.ours != nil && b.oursMode == mode {
 		return nil
+	}
+	b.stopOurs()
+	b.oursMode = mode
+	args := append([]string{"--kubeconfig", b.karmadaKC, "--leader-elect=false",
+		"--metrics-bind-address=0", "--health-probe-bind-address=0"}, b.controllerArgs...)
+	if mode == oursLanded {
+		args = append(args, "--declared-timeout=0") // the last flag wins
 	}
 	f, err := os.OpenFile(filepath.Join(b.dir, "mcs-controller.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
-	b.ours = exec.Command(b.controller, append([]string{"--kubeconfig", b.karmadaKC, "--leader-elect=false",
-		"--metrics-bind-address=0", "--health-probe-bind-address=0"}, b.controllerArgs...)...)
+	b.ours = exec.Command(b.controller, args...)
 	b.ours.Stdout, b.ours.Stderr = f, f
 	b.ours.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	return b.ours.Start()
@@ -235,11 +268,11 @@ func (b *controlBench) stopOurs() {
 
 // use makes mode's controller the only one running.
 func (b *controlBench) use(mode string) error {
-	if mode == "ours" {
+	if isOurs(mode) {
 		if err := b.switchKarmadaMCS("off"); err != nil {
 			return err
 		}
-		return b.startOurs()
+		return b.startOurs(mode)
 	}
 	b.stopOurs()
 	return b.switchKarmadaMCS("on")
@@ -448,7 +481,7 @@ func (b *controlBench) propagationRun(ctx context.Context, mode, ns string, n, c
 		b.pending.Add(1)
 		go func() {
 			defer b.pending.Done()
-			b.cleanup(ctx, ns, mode == "ours")
+			b.cleanup(ctx, ns, isOurs(mode))
 		}()
 	}()
 	if err := b.apply(ctx, ppGVR, ns, policy("workload", [][2]string{{"apps/v1", "Deployment"}, {"v1", "Service"}}, "member1")); err != nil {
@@ -516,7 +549,7 @@ func (b *controlBench) propagationRun(ctx context.Context, mode, ns string, n, c
 	dnsAt := make([]time.Time, n)
 	var wg sync.WaitGroup
 	done := make(chan struct{})
-	if mode == "ours" {
+	if isOurs(mode) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -559,7 +592,7 @@ func (b *controlBench) propagationRun(ctx context.Context, mode, ns string, n, c
 		}
 		return true, nil
 	})
-	if err == nil && mode == "ours" {
+	if err == nil && isOurs(mode) {
 		err = waitFor(30*time.Second, "DNS answers for every service", func() (bool, error) {
 			for i := 0; i < n; i++ {
 				if dnsAt[i].IsZero() {
@@ -581,7 +614,7 @@ func (b *controlBench) propagationRun(ctx context.Context, mode, ns string, n, c
 			seHop = append(seHop, ms(ts.Sub(t0[i])))
 			own = append(own, ms(t.Sub(ts)))
 		}
-		if mode == "ours" {
+		if isOurs(mode) {
 			dnsT = append(dnsT, ms(dnsAt[i].Sub(t0[i])))
 		}
 	}
@@ -646,7 +679,7 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 	// runs (so it removes its own Works and derived objects), then the controller is stopped.
 	defer func() { _ = b.switchKarmadaMCS("off") }()
 	defer b.stopOurs()
-	defer b.cleanup(ctx, ns, mode == "ours")
+	defer b.cleanup(ctx, ns, isOurs(mode))
 	t0 := time.Now()
 	service := func(i int) *corev1.Service {
 		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svcName(i)}, Spec: corev1.ServiceSpec{
@@ -750,7 +783,7 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 	var pid int
 	var cpu0 float64
 	if mode == "ours" {
-		if err := b.startOurs(); err != nil {
+		if err := b.startOurs("ours"); err != nil {
 			return 0, 0, 0, 0, err
 		}
 		pid = b.ours.Process.Pid
