@@ -371,5 +371,7 @@ func (d *declared) keys(ns string) []string {
 			out = append(out, key)
 		}
 	}
-	return out
+	// A service with both an export and an import binding is listed once.
+	slices.Sort(out)
+	return slices.Compact(out)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	clusterv1alpha1 "github.com/karmada-io/karmada/pkg/apis/cluster/v1alpha1"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -124,7 +125,13 @@ func (c *Controller) removeMember(name string) {
 	delete(c.members, name)
 	memberGauge.Set(float64(len(c.members)))
 	c.mu.Unlock()
-	syncedGauge.DeleteLabelValues(name)
+	// The member's series go with it (a departed member is no member with zeroes).
+	for _, g := range []*prometheus.GaugeVec{syncedGauge, drainedGauge} {
+		g.DeleteLabelValues(name)
+	}
+	for _, cv := range []*prometheus.CounterVec{unexportedEvents, statusWriteErrors} {
+		cv.DeleteLabelValues(name)
+	}
 	c.syncMu.Lock()
 	delete(c.syncedNow, name)
 	delete(c.refusedNow, name)

@@ -21,6 +21,9 @@ type statusWriter struct {
 
 	mu   sync.Mutex
 	jobs map[string]statusJob
+	// stopped: run has returned (the member left): nothing is queued or counted any more, so
+	// its pending gauge does not come back after it was deleted.
+	stopped bool
 }
 
 // statusJob writes one object's status; it is called again after an error (but NotFound: the
@@ -42,10 +45,21 @@ func newStatusWriter(cluster string) *statusWriter {
 // set makes job the pending write of key (replacing any not started yet).
 func (w *statusWriter) set(key string, job statusJob) {
 	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return
+	}
 	w.jobs[key] = job
-	statusPending.WithLabelValues(w.cluster).Set(float64(len(w.jobs)))
+	w.countLocked()
 	w.mu.Unlock()
 	w.queue.Add(key)
+}
+
+// countLocked sets the pending gauge (w.mu held).
+func (w *statusWriter) countLocked() {
+	if !w.stopped {
+		statusPending.WithLabelValues(w.cluster).Set(float64(len(w.jobs)))
+	}
 }
 
 // pending is the number of objects whose status is waiting to be written.
@@ -69,6 +83,10 @@ func (w *statusWriter) run(ctx context.Context) {
 	<-ctx.Done()
 	w.queue.ShutDown()
 	wg.Wait()
+	w.mu.Lock()
+	w.stopped = true
+	clear(w.jobs)
+	w.mu.Unlock()
 	statusPending.DeleteLabelValues(w.cluster)
 }
 
@@ -81,7 +99,7 @@ func (w *statusWriter) next(ctx context.Context) bool {
 	w.mu.Lock()
 	job := w.jobs[key]
 	delete(w.jobs, key)
-	statusPending.WithLabelValues(w.cluster).Set(float64(len(w.jobs)))
+	w.countLocked()
 	w.mu.Unlock()
 	if job == nil {
 		w.queue.Forget(key)
@@ -97,7 +115,7 @@ func (w *statusWriter) next(ctx context.Context) bool {
 		w.mu.Lock()
 		if _, newer := w.jobs[key]; !newer {
 			w.jobs[key] = job
-			statusPending.WithLabelValues(w.cluster).Set(float64(len(w.jobs)))
+			w.countLocked()
 		}
 		w.mu.Unlock()
 		w.queue.AddRateLimited(key)

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
@@ -101,4 +104,50 @@ func TestStatusWriterRetries(t *testing.T) {
 	if n := tries.Load(); n != 3 {
 		t.Errorf("flaky write tried %d times after succeeding, want 3", n)
 	}
+}
+
+// A stopped writer (its member left) keeps no pending series, even if a reconcile still hands
+// it a write afterwards.
+func TestStatusWriterStoppedDropsItsGauge(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := newStatusWriter("test-stopped")
+	stopped := make(chan struct{})
+	go func() { w.run(ctx); close(stopped) }()
+	block := make(chan struct{})
+	w.set("a", func(context.Context) error { <-block; return nil })
+	w.set("b", func(context.Context) error { <-block; return nil })
+	w.set("c", func(context.Context) error { return nil })
+	if !hasSeries(t, statusPending, "cluster", "test-stopped") {
+		t.Fatalf("no status_pending{cluster=test-stopped} while writes wait")
+	}
+	cancel()
+	close(block)
+	<-stopped
+	w.set("late", func(context.Context) error { return nil })
+	if hasSeries(t, statusPending, "cluster", "test-stopped") {
+		t.Errorf("status_pending{cluster=test-stopped} still exported after the writer stopped")
+	}
+	if w.pending() != 0 {
+		t.Errorf("pending %d after the stop, want 0", w.pending())
+	}
+}
+
+// hasSeries reports whether collector c exports a series whose label is value.
+func hasSeries(t *testing.T, c prometheus.Collector, label, value string) bool {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 64)
+	go func() { c.Collect(ch); close(ch) }()
+	found := false
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		for _, lp := range pb.GetLabel() {
+			if lp.GetName() == label && lp.GetValue() == value {
+				found = true
+			}
+		}
+	}
+	return found
 }
