@@ -30,12 +30,15 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/utils/ptr"
+
+	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
 )
 
 var (
 	seGVR   = schema.GroupVersionResource{Group: "multicluster.x-k8s.io", Version: "v1alpha1", Resource: "serviceexports"}
 	ppGVR   = schema.GroupVersionResource{Group: "policy.karmada.io", Version: "v1alpha1", Resource: "propagationpolicies"}
 	workGVR = schema.GroupVersionResource{Group: "work.karmada.io", Version: "v1alpha1", Resource: "works"}
+	rbGVR   = schema.GroupVersionResource{Group: "work.karmada.io", Version: "v1alpha2", Resource: "resourcebindings"}
 )
 
 type controlBench struct {
@@ -45,7 +48,10 @@ type controlBench struct {
 	controllerArgs         []string
 	// lastMode: the controller of the previous propagation run; pending: its cleanup, which
 	// runs while the next run of the same controller sets up (none of it overlaps a measurement).
-	lastMode             string
+	lastMode string
+	// hops: per mode, the times (ms after the export was applied) of the hops in between
+	// (scheduled: the export's binding placed; works: our first Work for member2 written).
+	hops                 map[string]map[string][]float64
 	pending              sync.WaitGroup
 	karmadaKC, membersKC string
 	dir                  string
@@ -154,6 +160,18 @@ func cmdControl(args []string) error {
 			quantile(prop[oursLanded], .5)/quantile(prop["karmada"], .5), quantile(prop[oursLanded], .99)/quantile(prop["karmada"], .99),
 			quantile(seHop[oursLanded], .5), quantile(seHop["ours"], .5), quantile(seHop["karmada"], .5))
 	}
+	fmt.Fprintf(&md, "Where the time goes, p50 / p99 ms after the ServiceExport was applied on Karmada: the scheduler placing it (its ResourceBinding gets `spec.clusters`), "+
+		"our first Work for member2 written, the export in member1, the derived slice in member2.\n\n")
+	fmt.Fprintf(&md, "| controller | scheduled | our Work written | export in member1 | derived slice in member2 |\n|---|---|---|---|---|\n")
+	for _, m := range append(slices.Clone(oursRows), "karmada") {
+		works := "—"
+		if isOurs(m) {
+			works = fmt.Sprintf("%.0f / %.0f", quantile(b.hops[m]["works"], .5), quantile(b.hops[m]["works"], .99))
+		}
+		fmt.Fprintf(&md, "| %s | %.0f / %.0f | %s | %.0f / %.0f | %.0f / %.0f |\n", modeTitle[m], quantile(b.hops[m]["scheduled"], .5), quantile(b.hops[m]["scheduled"], .99),
+			works, quantile(seHop[m], .5), quantile(seHop[m], .99), quantile(prop[m], .5), quantile(prop[m], .99))
+	}
+	fmt.Fprintln(&md)
 	fmt.Fprintf(&md, "### Endpoint churn: a pod IP change in member1 → member2's imported slice\n\n")
 	fmt.Fprintf(&md, "A service scaled from 1 to 2 pods; time from member1's EndpointSlice listing the new pod IP to member2's derived slice listing it. %d per run.\n\n", *churn)
 	fmt.Fprintf(&md, "| controller | n | p50 ms | p99 ms |\n|---|---|---|---|\n")
@@ -226,6 +244,16 @@ func (b *controlBench) switchKarmadaMCS(v string) error {
 		return fmt.Errorf("CMCS_KARMADA_MCS=%s %s up: %v\n%s", v, b.clusterset, err, out)
 	}
 	return nil
+}
+
+func (b *controlBench) hop(mode, name string, v float64) {
+	if b.hops == nil {
+		b.hops = map[string]map[string][]float64{}
+	}
+	if b.hops[mode] == nil {
+		b.hops[mode] = map[string][]float64{}
+	}
+	b.hops[mode][name] = append(b.hops[mode][name], v)
 }
 
 // oursLanded is our controller with the declared path off: it acts once the export landed.
@@ -408,14 +436,25 @@ func watchSlices(c kubernetes.Interface, ns string) (*sliceWatch, error) {
 // watchNames records when each object of gvr in ns (every namespace when empty: keys are then
 // namespace/name) matching selector was first seen.
 func watchNames(d dynamic.Interface, gvr schema.GroupVersionResource, ns, selector string) (*sliceWatch, error) {
+	return watchKeyed(d, gvr, ns, selector, func(u *unstructured.Unstructured) string {
+		if ns == metav1.NamespaceAll {
+			return u.GetNamespace() + "/" + u.GetName()
+		}
+		return u.GetName()
+	})
+}
+
+// watchKeyed records when keyOf first returned a key ("" : not yet) for an object of gvr in ns
+// matching selector, added or updated.
+func watchKeyed(d dynamic.Interface, gvr schema.GroupVersionResource, ns, selector string, keyOf func(*unstructured.Unstructured) string) (*sliceWatch, error) {
 	w := &sliceWatch{first: map[string]time.Time{}, stop: make(chan struct{})}
 	f := dynamicinformer.NewFilteredDynamicSharedInformerFactory(d, 0, ns, func(o *metav1.ListOptions) { o.LabelSelector = selector })
 	inf := f.ForResource(gvr).Informer()
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: func(obj any) {
+	seen := func(obj any) {
 		if u, ok := obj.(*unstructured.Unstructured); ok {
-			key := u.GetName()
-			if ns == metav1.NamespaceAll {
-				key = u.GetNamespace() + "/" + key
+			key := keyOf(u)
+			if key == "" {
+				return
 			}
 			w.mu.Lock()
 			if _, ok := w.first[key]; !ok {
@@ -423,7 +462,8 @@ func watchNames(d dynamic.Interface, gvr schema.GroupVersionResource, ns, select
 			}
 			w.mu.Unlock()
 		}
-	}})
+	}
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: seen, UpdateFunc: func(_, n any) { seen(n) }})
 	f.Start(w.stop)
 	if !cache.WaitForCacheSync(w.stop, inf.HasSynced) {
 		return nil, fmt.Errorf("%s informer did not sync", gvr.Resource)
@@ -541,6 +581,28 @@ func (b *controlBench) propagationRun(ctx context.Context, mode, ns string, n, c
 		return nil, nil, nil, nil, nil, err
 	}
 	defer close(seW.stop)
+	// The hops in between: Karmada's scheduler placing the ServiceExport template (its binding
+	// gets spec.clusters), and our Works for member2 written (ours only).
+	schedW, err := watchKeyed(b.kdyn, rbGVR, ns, "", func(u *unstructured.Unstructured) string {
+		kind, _, _ := unstructured.NestedString(u.Object, "spec", "resource", "kind")
+		clusters, _, _ := unstructured.NestedSlice(u.Object, "spec", "clusters")
+		if kind != "ServiceExport" || len(clusters) == 0 {
+			return ""
+		}
+		name, _, _ := unstructured.NestedString(u.Object, "spec", "resource", "name")
+		return name
+	})
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	defer close(schedW.stop)
+	worksW, err := watchKeyed(b.kdyn, workGVR, "karmada-es-member2", mcs.LabelWorkNamespace+"="+ns, func(u *unstructured.Unstructured) string {
+		return u.GetLabels()[mcs.LabelWorkName]
+	})
+	if err != nil {
+		return nil, nil, nil, nil, nil, err
+	}
+	defer close(worksW.stop)
 
 	// Export back to back; DNS answers are polled meanwhile (ours only), every 20 ms for the
 	// services whose ServiceExport has reached member1 (none can answer before): polling every
@@ -616,6 +678,12 @@ func (b *controlBench) propagationRun(ctx context.Context, mode, ns string, n, c
 		}
 		if isOurs(mode) {
 			dnsT = append(dnsT, ms(dnsAt[i].Sub(t0[i])))
+		}
+		if ts, ok := schedW.firstSeen(svcName(i)); ok {
+			b.hop(mode, "scheduled", ms(ts.Sub(t0[i])))
+		}
+		if ts, ok := worksW.firstSeen(svcName(i)); ok && isOurs(mode) {
+			b.hop(mode, "works", ms(ts.Sub(t0[i])))
 		}
 	}
 
