@@ -67,6 +67,10 @@ type Options struct {
 	// scheduled to counts as exporting or importing before the object lands there (default 60 s;
 	// negative: off, only the members' own objects count). See declared.go.
 	DeclaredTimeout time.Duration
+	// WorkLayout groups the objects written into an importer into Works: WorkLayoutObject (one
+	// Work per object, the default) or WorkLayoutBundle (the derived Service and its slices in
+	// one Work per importer and service). See bundle.go.
+	WorkLayout string
 }
 
 // KarmadaRequestTimeout bounds every request to the Karmada apiserver but its watches.
@@ -218,6 +222,13 @@ func defaults(opts *Options) error {
 	case MemberFailureDrain, MemberFailureKeep:
 	default:
 		return fmt.Errorf("member failure policy %q: want %s or %s", opts.MemberFailure, MemberFailureDrain, MemberFailureKeep)
+	}
+	switch opts.WorkLayout {
+	case "":
+		opts.WorkLayout = WorkLayoutObject
+	case WorkLayoutObject, WorkLayoutBundle:
+	default:
+		return fmt.Errorf("work layout %q: want %s or %s", opts.WorkLayout, WorkLayoutObject, WorkLayoutBundle)
 	}
 	if opts.FailureGrace <= 0 {
 		opts.FailureGrace = 60 * time.Second

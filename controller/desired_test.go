@@ -52,7 +52,7 @@ func TestDesiredWorksSeed(t *testing.T) {
 		if w.namespace != "karmada-es-member2" {
 			t.Errorf("work %s in %s, want karmada-es-member2", w.name, w.namespace)
 		}
-		md := w.manifest["metadata"].(map[string]any)
+		md := w.manifest()["metadata"].(map[string]any)
 		labels := md["labels"].(map[string]any)
 		if labels["karmada.io/managed"] != "true" {
 			t.Errorf("%s: manifest lacks Karmada's managed label: %v", w.name, labels)
@@ -67,23 +67,23 @@ func TestDesiredWorksSeed(t *testing.T) {
 		if f := u.Finalizers; len(f) != 1 || f[0] != executionFinalizer {
 			t.Errorf("%s: finalizers %v", w.name, f)
 		}
-		switch w.manifest["kind"] {
+		switch w.manifest()["kind"] {
 		case "Service":
-			spec := w.manifest["spec"].(map[string]any)
+			spec := w.manifest()["spec"].(map[string]any)
 			if md["name"] != "derived-serve" || spec["type"] != "ClusterIP" || spec["selector"] != nil {
-				t.Errorf("derived Service %v", w.manifest)
+				t.Errorf("derived Service %v", w.manifest())
 			}
 		case "EndpointSlice":
 			if labels[discoveryv1.LabelServiceName] != "derived-serve" || labels[mcs.LabelServiceName] != "serve" ||
 				labels[mcs.LabelSourceCluster] != "member1" || labels[discoveryv1.LabelManagedBy] != ManagedBy {
 				t.Errorf("slice labels %v", labels)
 			}
-			ep := w.manifest["endpoints"].([]any)[0].(map[string]any)
+			ep := w.manifest()["endpoints"].([]any)[0].(map[string]any)
 			if ep["nodeName"] != nil || ep["targetRef"] != nil || ep["hostname"] != "serve-1" {
 				t.Errorf("mirrored endpoint %v: want hostname kept, nodeName and targetRef dropped", ep)
 			}
 		default:
-			t.Errorf("unexpected kind %v", w.manifest["kind"])
+			t.Errorf("unexpected kind %v", w.manifest()["kind"])
 		}
 	}
 	// Deterministic: same input, same names and hashes (a restart converges without churn).
@@ -270,9 +270,9 @@ func TestDesiredWorksChosenName(t *testing.T) {
 		t.Fatalf("%d and %d works, want a Service and a slice each", len(def), len(chosen))
 	}
 	for i, w := range chosen {
-		md := w.manifest["metadata"].(map[string]any)
+		md := w.manifest()["metadata"].(map[string]any)
 		labels, _ := md["labels"].(map[string]any)
-		switch kind := w.manifest["kind"]; kind {
+		switch kind := w.manifest()["kind"]; kind {
 		case "Service":
 			if md["name"] != "serve" {
 				t.Errorf("derived Service named %v, want serve", md["name"])

@@ -42,7 +42,7 @@ func TestImportFamilies(t *testing.T) {
 	if len(works) != 1 || works[0].cluster != "member2" {
 		t.Fatalf("works %+v, want member2's derived Service only", works)
 	}
-	spec := works[0].manifest["spec"].(map[string]any)
+	spec := works[0].manifest()["spec"].(map[string]any)
 	// The slices follow the importer's families: an IPv6 slice goes only where IPv6 is served.
 	v6slice := srcSlice("serve-v6", "", "fd00:1::5")
 	v6slice.AddressType = discoveryv1.AddressTypeIPv6
@@ -57,7 +57,7 @@ func TestImportFamilies(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, w := range all {
-		if w.manifest["kind"] == "EndpointSlice" {
+		if w.manifest()["kind"] == "EndpointSlice" {
 			byCluster[w.cluster]++
 		}
 	}

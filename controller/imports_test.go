@@ -33,8 +33,8 @@ func derivedWithIPs(ips ...string) *corev1.Service {
 func siWork(t *testing.T, works []workObject, cluster string) map[string]any {
 	t.Helper()
 	for _, w := range works {
-		if w.cluster == cluster && w.manifest["kind"] == "ServiceImport" {
-			return w.manifest
+		if w.cluster == cluster && w.manifest()["kind"] == "ServiceImport" {
+			return w.manifest()
 		}
 	}
 	return nil
@@ -121,8 +121,8 @@ func TestAutomaticServiceImport(t *testing.T) {
 	}
 	// The derived Service asks for every family the importer has, primary first.
 	for _, w := range works {
-		if w.manifest["kind"] == "Service" {
-			spec := w.manifest["spec"].(map[string]any)
+		if w.manifest()["kind"] == "Service" {
+			spec := w.manifest()["spec"].(map[string]any)
 			if spec["ipFamilyPolicy"] != "PreferDualStack" || len(spec["ipFamilies"].([]any)) != 1 {
 				t.Errorf("derived Service in %s: ipFamilyPolicy %v ipFamilies %v", w.cluster, spec["ipFamilyPolicy"], spec["ipFamilies"])
 			}

@@ -53,17 +53,18 @@ func (c *Controller) adoptOrphans(ctx context.Context, ns, name string, members 
 // coveredObjects are the member objects (cluster/kind/name) a desired or existing Work holds.
 func (c *Controller) coveredObjects(key string, desired []workObject) (map[string]bool, error) {
 	covered := map[string]bool{}
-	note := func(cluster string, manifest map[string]any) { covered[objectOf(cluster, manifest)] = true }
 	for _, w := range desired {
-		note(w.cluster, w.manifest)
+		for _, obj := range w.objects() {
+			covered[obj] = true
+		}
 	}
 	existing, err := c.worksOf(key)
 	if err != nil {
 		return nil, err
 	}
 	for _, w := range existing {
-		if m := manifestOf(w); m != nil {
-			note(clusterOfWork(w), m)
+		for _, m := range manifestsOf(w) {
+			covered[objectOf(clusterOfWork(w), m)] = true
 		}
 	}
 	return covered, nil
@@ -146,10 +147,10 @@ func (c *Controller) keptServiceWorks(ns, name string, importers []importer) []w
 		if m == nil {
 			continue
 		}
-		out = append(out, workObject{
-			namespace: w.Namespace, name: w.Name, cluster: clusterOfWork(w),
-			manifest: m, hash: w.Annotations[annotationHash],
-		})
+		// Of a bundle (bundle.go), its Service only: bundleWorks turns its slices into emptied
+		// tombstones and hashes it anew.
+		out = append(out, workObject{namespace: w.Namespace, name: w.Name, cluster: clusterOfWork(w),
+			manifests: []map[string]any{m}, hash: w.Annotations[annotationHash]})
 	}
 	return out
 }

@@ -37,6 +37,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (time.Duration, 
 		// import lives, with no endpoints. An export that never was valid gets nothing.
 		desired = append(desired, c.keptServiceWorks(ns, name, o.importers)...)
 	}
+	if c.opts.WorkLayout == WorkLayoutBundle {
+		if desired, err = c.bundle(o, desired); err != nil {
+			return 0, err
+		}
+	}
 	if err := c.adoptOrphans(ctx, ns, name, members, desired, o.derivedIn); err != nil {
 		return 0, err
 	}

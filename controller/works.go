@@ -38,6 +38,9 @@ const (
 	labelWorkName      = mcs.LabelWorkName
 	labelWorkCluster   = mcs.LabelWorkCluster
 	annotationHash     = "mcs.coredns-mcs.io/manifest-hash"
+	// annotationSources: on a bundle Work, the exporter of each slice it carries (JSON: slice
+	// name → Karmada cluster name).
+	annotationSources = "mcs.coredns-mcs.io/slice-sources"
 
 	// executionFinalizer is the finalizer Karmada's execution controller honours on Works
 	// (Karmada's util.ExecutionControllerFinalizer).
@@ -57,13 +60,16 @@ const (
 	maxWorkWait = time.Minute
 )
 
-// workObject is one desired Work: its namespace/name and the single manifest it carries.
+// workObject is one desired Work: its namespace/name and the manifests it carries (one, or, for
+// a bundle, the derived Service and its slices: bundle.go).
 type workObject struct {
 	namespace, name string
 	cluster         string // the importing cluster
 	sourceCluster   string // for slices: the exporter
-	manifest        map[string]any
-	hash            string
+	manifests       []map[string]any
+	// sources: of a bundle, the exporter (Karmada cluster name) of each slice it carries.
+	sources map[string]string
+	hash    string
 }
 
 // workName names a Work in karmada-es-<importer>: "mcs-", the kind (svc, eps, si, orphan) and
@@ -115,32 +121,59 @@ func newWork(cluster, name, source string, obj any, overwrite bool) (workObject,
 	raw, _ = json.Marshal(m)
 	return workObject{
 		namespace: ExecutionNamespacePrefix + cluster, name: name, cluster: cluster, sourceCluster: source,
-		manifest: m, hash: shortHash(string(raw), 16),
+		manifests: []map[string]any{m}, hash: shortHash(string(raw), 16),
 	}, nil
+}
+
+// manifest is the first (for most Works the only) manifest.
+func (w workObject) manifest() map[string]any {
+	if len(w.manifests) == 0 {
+		return nil
+	}
+	return w.manifests[0]
+}
+
+// objects names the member objects (cluster/kind/name) the Work describes.
+func (w workObject) objects() []string {
+	out := make([]string, 0, len(w.manifests))
+	for _, m := range w.manifests {
+		out = append(out, objectOf(w.cluster, m))
+	}
+	return out
 }
 
 // toWork renders the Work object of service ns/name.
 func (w workObject) toWork(ns, name string) (*workv1alpha1.Work, error) {
-	raw, err := json.Marshal(w.manifest)
-	if err != nil {
-		return nil, err
+	manifests := make([]workv1alpha1.Manifest, 0, len(w.manifests))
+	for _, m := range w.manifests {
+		raw, err := json.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		manifests = append(manifests, workv1alpha1.Manifest{RawExtension: runtime.RawExtension{Raw: raw}})
 	}
 	labels := map[string]string{labelManagedBy: ManagedBy, labelWorkNamespace: ns, labelWorkName: name}
 	if w.sourceCluster != "" {
 		labels[labelWorkCluster] = w.sourceCluster
 	}
+	annotations := map[string]string{annotationHash: w.hash}
+	if len(w.sources) > 0 {
+		raw, err := json.Marshal(w.sources)
+		if err != nil {
+			return nil, err
+		}
+		annotations[annotationSources] = string(raw)
+	}
 	return &workv1alpha1.Work{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: w.name, Namespace: w.namespace,
 			Labels:      labels,
-			Annotations: map[string]string{annotationHash: w.hash},
+			Annotations: annotations,
 			// Karmada's execution controller deletes a Work's objects from the member before it
 			// lets the Work go, but only for Works that carry its finalizer.
 			Finalizers: []string{executionFinalizer},
 		},
-		Spec: workv1alpha1.WorkSpec{Workload: workv1alpha1.WorkloadTemplate{
-			Manifests: []workv1alpha1.Manifest{{RawExtension: runtime.RawExtension{Raw: raw}}},
-		}},
+		Spec: workv1alpha1.WorkSpec{Workload: workv1alpha1.WorkloadTemplate{Manifests: manifests}},
 	}, nil
 }
 
@@ -190,17 +223,20 @@ func (c *Controller) applyWorks(ctx context.Context, ns, name string, desired []
 	}
 	objects := map[string]string{} // member object (cluster/kind/name) → the desired Work holding it
 	for _, w := range desired {
-		objects[objectOf(w.cluster, w.manifest)] = w.namespace + "/" + w.name
+		for _, obj := range w.objects() {
+			objects[obj] = w.namespace + "/" + w.name
+		}
 	}
 	var wait time.Duration
 	for k, w := range existing {
 		if want[k] || w.DeletionTimestamp != nil || held(w) {
 			continue
 		}
-		if by, ok := objects[objectOf(clusterOfWork(w), manifestOf(w))]; ok {
-			// Another desired Work holds the same member object (this one has an earlier name):
-			// retired without touching the object, once Karmada has applied its successor.
-			if !applied[by] {
+		if by, ok := heldElsewhere(w, objects); ok {
+			// Other desired Works hold its member objects (this one has an earlier name, or the
+			// other layout: bundle.go): retired without touching the objects, once Karmada has
+			// applied its successors. What none of them holds is left to adoptOrphans.
+			if !allApplied(by, applied) {
 				wait = max(wait, time.Second)
 				continue
 			}
@@ -250,16 +286,22 @@ func (c *Controller) heldBy(o *observation) func(*workv1alpha1.Work) bool {
 		return func(*workv1alpha1.Work) bool { return false }
 	}
 	existing, _ := c.worksOf(o.ns + "/" + o.name)
-	heldSource := func(w *workv1alpha1.Work) bool {
-		src := w.Labels[labelWorkCluster]
-		return src != "" && o.unknown[src] && !c.drained(src)
+	heldSources := func(w *workv1alpha1.Work) []string {
+		var out []string
+		for _, src := range sourcesOfWork(w) {
+			if o.unknown[src] && !c.drained(src) {
+				out = append(out, src)
+			}
+		}
+		return out
 	}
+	heldSource := func(w *workv1alpha1.Work) bool { return len(heldSources(w)) > 0 }
 	anySource := false
 	affected := map[string]bool{}
 	for _, w := range existing {
-		if heldSource(w) {
+		for _, src := range heldSources(w) {
 			anySource = true
-			affected[w.Labels[labelWorkCluster]] = true
+			affected[src] = true
 		}
 		if o.unknown[clusterOfWork(w)] {
 			affected[clusterOfWork(w)] = true
@@ -297,6 +339,26 @@ func (c *Controller) retireWork(ctx context.Context, w *workv1alpha1.Work) error
 	workWrites.WithLabelValues("delete").Inc()
 	klog.FromContext(ctx).V(1).Info("retired a Work another Work holds the object of", "work", w.Namespace+"/"+w.Name)
 	return nil
+}
+
+// heldElsewhere returns the desired Works (namespace/name) that hold any of w's member objects.
+func heldElsewhere(w *workv1alpha1.Work, objects map[string]string) ([]string, bool) {
+	var by []string
+	for _, m := range manifestsOf(w) {
+		if k, ok := objects[objectOf(clusterOfWork(w), m)]; ok && !slices.Contains(by, k) {
+			by = append(by, k)
+		}
+	}
+	return by, len(by) > 0
+}
+
+func allApplied(works []string, applied map[string]bool) bool {
+	for _, k := range works {
+		if !applied[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // objectOf names the member object a manifest describes: cluster/kind/name.
@@ -346,26 +408,30 @@ func (c *Controller) writeWork(ctx context.Context, ns, name string, w workObjec
 	return nil
 }
 
-// emptyWork removes the endpoints from an EndpointSlice Work that is about to go, once.
+// emptyWork removes the endpoints from the EndpointSlices of a Work that is about to go, once.
 func (c *Controller) emptyWork(ctx context.Context, w *workv1alpha1.Work) error {
-	manifests := w.Spec.Workload.Manifests
-	if len(manifests) != 1 {
-		return nil
+	changed := false
+	manifests := make([]workv1alpha1.Manifest, 0, len(w.Spec.Workload.Manifests))
+	for _, raw := range w.Spec.Workload.Manifests {
+		var m map[string]any
+		if json.Unmarshal(raw.Raw, &m) == nil && m["kind"] == "EndpointSlice" {
+			if eps, ok := m["endpoints"].([]any); ok && len(eps) > 0 {
+				m["endpoints"] = []any{}
+				b, err := json.Marshal(m)
+				if err != nil {
+					return err
+				}
+				raw = workv1alpha1.Manifest{RawExtension: runtime.RawExtension{Raw: b}}
+				changed = true
+			}
+		}
+		manifests = append(manifests, raw)
 	}
-	var m map[string]any
-	if json.Unmarshal(manifests[0].Raw, &m) != nil || m["kind"] != "EndpointSlice" {
-		return nil
-	}
-	if eps, ok := m["endpoints"].([]any); !ok || len(eps) == 0 {
-		return nil // already empty
-	}
-	m["endpoints"] = []any{}
-	raw, err := json.Marshal(m)
-	if err != nil {
-		return err
+	if !changed {
+		return nil // already empty, or no slices
 	}
 	out := w.DeepCopy()
-	out.Spec.Workload.Manifests = []workv1alpha1.Manifest{{RawExtension: runtime.RawExtension{Raw: raw}}}
+	out.Spec.Workload.Manifests = manifests
 	if out.Annotations == nil {
 		out.Annotations = map[string]string{}
 	}
@@ -387,16 +453,24 @@ func workAppliedState(w *workv1alpha1.Work) (applied, known bool) {
 	return cond.Status == metav1.ConditionTrue, cond.Status != metav1.ConditionUnknown
 }
 
-// manifestOf decodes the single manifest of a Work (nil if it has not exactly one).
+// manifestOf decodes the first (for most Works the only) manifest of a Work (nil if none).
 func manifestOf(w *workv1alpha1.Work) map[string]any {
-	if len(w.Spec.Workload.Manifests) != 1 {
-		return nil
+	if ms := manifestsOf(w); len(ms) > 0 {
+		return ms[0]
 	}
-	var m map[string]any
-	if json.Unmarshal(w.Spec.Workload.Manifests[0].Raw, &m) != nil {
-		return nil
+	return nil
+}
+
+// manifestsOf decodes every manifest of a Work (those that do not decode are left out).
+func manifestsOf(w *workv1alpha1.Work) []map[string]any {
+	out := make([]map[string]any, 0, len(w.Spec.Workload.Manifests))
+	for _, raw := range w.Spec.Workload.Manifests {
+		var m map[string]any
+		if json.Unmarshal(raw.Raw, &m) == nil {
+			out = append(out, m)
+		}
 	}
-	return m
+	return out
 }
 
 // clusterOfWork is the member a Work is applied to.

@@ -29,6 +29,7 @@ func main() {
 		workers       int
 		derivedPrefix string
 		memberFailure string
+		workLayout    string
 		failureGrace  time.Duration
 		declaredTO    time.Duration
 		apiQPS        float64
@@ -50,6 +51,7 @@ func main() {
 	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader among replicas; only the leader writes")
 	flag.StringVar(&leaderNS, "leader-election-namespace", "karmada-system", "namespace of the leader election Lease on the Karmada control plane")
 	flag.IntVar(&workers, "workers", 4, "services reconciled in parallel")
+	flag.StringVar(&workLayout, "work-layout", controller.WorkLayoutObject, "how the objects written into an importer are grouped into Karmada Works: object (one Work per derived Service, slice and ServiceImport) or bundle (the derived Service and its slices in one Work per importer and service: half the Works for Karmada to apply)")
 	flag.StringVar(&memberFailure, "member-failure", controller.MemberFailureDrain, "when Karmada reports a member not Ready: drain (withdraw its exported endpoints from every importer after --member-failure-grace, restore them when it is back) or keep (leave them, as Karmada does)")
 	flag.DurationVar(&declaredTO, "declared-timeout", 60*time.Second, "how long a member a ServiceExport or ServiceImport template is scheduled to (its ResourceBinding) counts as exporting or importing before the object lands there; 0: only objects in the members count")
 	flag.DurationVar(&failureGrace, "member-failure-grace", 60*time.Second, "how long a member may be not Ready before its endpoints are drained")
@@ -98,7 +100,7 @@ func main() {
 		os.Exit(1)
 	}
 	c, err := controller.New(cfg, controller.Options{DerivedPrefix: derivedPrefix, Workers: workers, MemberQPS: float32(memberQPS), MemberBurst: memberBurst,
-		MemberFailure: memberFailure, FailureGrace: failureGrace, MemberTimeout: memberTimeout, DeclaredTimeout: declaredTimeout(declaredTO),
+		MemberFailure: memberFailure, FailureGrace: failureGrace, MemberTimeout: memberTimeout, DeclaredTimeout: declaredTimeout(declaredTO), WorkLayout: workLayout,
 		SecretNamespaces: strings.Split(secretNS, ","), StatusNamespace: leaderNS})
 	if err != nil {
 		log.Error(err, "creating the controller")

@@ -46,28 +46,40 @@ func execute(ctx context.Context, w *workv1alpha1.Work) {
 	if w.Spec.SuspendDispatching != nil && *w.Spec.SuspendDispatching {
 		return // Karmada's execution controller skips it (a Pull member's agent's reports)
 	}
-	if m == nil || len(w.Spec.Workload.Manifests) != 1 {
+	if m == nil || len(w.Spec.Workload.Manifests) == 0 {
 		return
 	}
-	u := &unstructured.Unstructured{}
-	if json.Unmarshal(w.Spec.Workload.Manifests[0].Raw, &u.Object) != nil {
-		return
+	// Every manifest, in order; an object a Work's manifests stop naming is left in the member.
+	var objs []*unstructured.Unstructured
+	for _, raw := range w.Spec.Workload.Manifests {
+		u := &unstructured.Unstructured{}
+		if json.Unmarshal(raw.Raw, &u.Object) != nil {
+			return
+		}
+		objs = append(objs, u)
 	}
-	ri := m.dyn.Resource(resourceOf(u)).Namespace(u.GetNamespace())
 	if w.DeletionTimestamp != nil {
 		if !slices.Contains(w.Finalizers, executionFinalizer) {
 			return
 		}
-		if cur, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{}); err == nil && cur.GetLabels()["karmada.io/managed"] == "true" {
-			if err := ri.Delete(ctx, u.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
-				return
+		for _, u := range objs {
+			ri := m.dyn.Resource(resourceOf(u)).Namespace(u.GetNamespace())
+			if cur, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{}); err == nil && cur.GetLabels()["karmada.io/managed"] == "true" {
+				if err := ri.Delete(ctx, u.GetName(), metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+					return
+				}
 			}
 		}
 		w.Finalizers = slices.DeleteFunc(w.Finalizers, func(f string) bool { return f == executionFinalizer })
 		_, _ = karmadaAPI.WorkV1alpha1().Works(w.Namespace).Update(ctx, w, metav1.UpdateOptions{})
 		return
 	}
-	applied, reason := apply(ctx, m, u)
+	applied, reason := true, "AppliedSuccessful"
+	for _, u := range objs {
+		if ok, why := apply(ctx, m, u); !ok && applied {
+			applied, reason = false, why
+		}
+	}
 	status := metav1.ConditionTrue
 	if !applied {
 		status = metav1.ConditionFalse

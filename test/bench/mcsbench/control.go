@@ -172,6 +172,14 @@ func cmdControl(args []string) error {
 			works, quantile(seHop[m], .5), quantile(seHop[m], .99), quantile(prop[m], .5), quantile(prop[m], .99))
 	}
 	fmt.Fprintln(&md)
+	fmt.Fprintf(&md, "Our controller's writes per export in these runs (its metrics, from the first export applied to 3 s after the last import; mean per run): ")
+	for i, m := range oursRows {
+		if i > 0 {
+			fmt.Fprintf(&md, "; ")
+		}
+		fmt.Fprintf(&md, "%s: %s Work writes, %s status writes", modeTitle[m], fmtList(b.hops[m]["workWrites"]), fmtList(b.hops[m]["statusWrites"]))
+	}
+	fmt.Fprintf(&md, ".\n\n")
 	fmt.Fprintf(&md, "### Endpoint churn: a pod IP change in member1 → member2's imported slice\n\n")
 	fmt.Fprintf(&md, "A service scaled from 1 to 2 pods; time from member1's EndpointSlice listing the new pod IP to member2's derived slice listing it. %d per run.\n\n", *churn)
 	fmt.Fprintf(&md, "| controller | n | p50 ms | p99 ms |\n|---|---|---|---|\n")
@@ -256,6 +264,24 @@ func (b *controlBench) hop(mode, name string, v float64) {
 	b.hops[mode][name] = append(b.hops[mode][name], v)
 }
 
+func fmtList(v []float64) string {
+	var out []string
+	for _, x := range v {
+		out = append(out, fmt.Sprintf("%.1f", x))
+	}
+	return strings.Join(out, " / ")
+}
+
+func (b *controlBench) metricsPort() int { return b.dnsPort + 5 }
+
+// writes reads our controller's Karmada and member writes so far: Works written (created,
+// updated, deleted) and status writes.
+func (b *controlBench) writes() (works, status float64) {
+	works, _ = metricValue(b.metricsPort(), "coredns_mcs_controller_work_writes_total")
+	status, _ = metricValue(b.metricsPort(), "coredns_mcs_controller_status_writes_total")
+	return works, status
+}
+
 // oursLanded is our controller with the declared path off: it acts once the export landed.
 const oursLanded = "ours-landed"
 
@@ -271,8 +297,9 @@ func (b *controlBench) startOurs(mode string) error {
 	}
 	b.stopOurs()
 	b.oursMode = mode
+	// Metrics on plain HTTP beside the DNS port: the writes per export are read from them.
 	args := append([]string{"--kubeconfig", b.karmadaKC, "--leader-elect=false",
-		"--metrics-bind-address=0", "--health-probe-bind-address=0"}, b.controllerArgs...)
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", b.metricsPort()), "--metrics-secure=false", "--health-probe-bind-address=0"}, b.controllerArgs...)
 	if mode == oursLanded {
 		args = append(args, "--declared-timeout=0") // the last flag wins
 	}
@@ -639,6 +666,10 @@ func (b *controlBench) propagationRun(ctx context.Context, mode, ns string, n, c
 			}
 		}()
 	}
+	var works0, status0 float64
+	if isOurs(mode) {
+		works0, status0 = b.writes()
+	}
 	for i := 0; i < n; i++ {
 		t0[i] = time.Now()
 		if err := b.apply(ctx, seGVR, ns, mcsObject("ServiceExport", svcName(i), nil)); err != nil {
@@ -668,6 +699,12 @@ func (b *controlBench) propagationRun(ctx context.Context, mode, ns string, n, c
 	wg.Wait()
 	if err != nil {
 		return nil, nil, nil, nil, nil, err
+	}
+	if isOurs(mode) {
+		time.Sleep(3 * time.Second) // the status writes that follow the last import
+		works1, status1 := b.writes()
+		b.hop(mode, "workWrites", (works1-works0)/float64(n))
+		b.hop(mode, "statusWrites", (status1-status0)/float64(n))
 	}
 	for i := 0; i < n; i++ {
 		t, _ := dst.firstSeen("derived-" + svcName(i))
