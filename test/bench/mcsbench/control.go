@@ -73,6 +73,7 @@ func cmdControl(args []string) error {
 	runs := fs.Int("runs", 5, "alternating propagation runs per controller")
 	churn := fs.Int("churn", 4, "pod IP changes measured per propagation run")
 	landed := fs.Bool("landed", true, "also run ours with the declared path off (--declared-timeout=0: it waits for the export to land in member1), to isolate that path's effect")
+	bundle := fs.Bool("bundle", true, "also run ours with --work-layout=bundle (one Work per importer and service), to measure fewer Works")
 	scale := fs.Int("scale", 1000, "exports of the from-cold scale run (0: skip)")
 	scaleKarmada := fs.Int("scale-karmada", 200, "exports of Karmada's from-cold scale run (0: skip): setting them up goes through Karmada's propagation, minutes per thousand")
 	scaleRuns := fs.Int("scale-runs", 1, "alternating scale runs per controller")
@@ -118,6 +119,9 @@ func cmdControl(args []string) error {
 		if *landed {
 			modes = append(modes, oursLanded)
 		}
+		if *bundle {
+			modes = append(modes, oursBundle)
+		}
 		if r%2 == 1 {
 			slices.Reverse(modes)
 		}
@@ -144,6 +148,9 @@ func cmdControl(args []string) error {
 	oursRows := []string{"ours"}
 	if *landed {
 		oursRows = append(oursRows, oursLanded)
+	}
+	if *bundle {
+		oursRows = append(oursRows, oursBundle)
 	}
 	for _, m := range oursRows {
 		fmt.Fprintf(&md, "| %s | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f | %.0f / %.0f |\n", modeTitle[m], quantile(seHop[m], .5), quantile(seHop[m], .99),
@@ -201,11 +208,14 @@ func cmdControl(args []string) error {
 			// Karmada's first: its built-in controllers stalled (no derived slices, its
 			// controller-manager idle) in two runs made right after ours; not understood yet.
 			modes := []string{"karmada", "ours"}
+			if *bundle {
+				modes = append(modes, oursBundle)
+			}
 			if r%2 == 1 {
-				modes = []string{"ours", "karmada"}
+				slices.Reverse(modes)
 			}
 			for _, mode := range modes {
-				size := map[string]int{"ours": *scale, "karmada": *scaleKarmada}[mode]
+				size := map[string]int{"ours": *scale, oursBundle: *scale, "karmada": *scaleKarmada}[mode]
 				if size == 0 {
 					continue
 				}
@@ -232,8 +242,11 @@ func cmdControl(args []string) error {
 			"mirrored slice) that Karmada's execution controller applies: converged minus \"Works all written\" is Karmada's part.\n\n", *scaleRuns)
 		fmt.Fprintf(&md, "| controller | exports | converge s | its own Works all written, s | exports/s | peak RSS MiB | CPU s |\n|---|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&md, "| ours (mcs-controller process) | %d | %s | %s | %s | %s | %s |\n", *scale, fmtRange(conv["ours"], "%.1f"), fmtRange(worksAt["ours"], "%.1f"), fmtRange(rate["ours"], "%.1f"), fmtRange(rss["ours"], "%.0f"), fmtRange(cpu["ours"], "%.1f"))
+		if *bundle {
+			fmt.Fprintf(&md, "| ours, `--work-layout=bundle` (1 Work per export and importer) | %d | %s | %s | %s | %s | %s |\n", *scale, fmtRange(conv[oursBundle], "%.1f"), fmtRange(worksAt[oursBundle], "%.1f"), fmtRange(rate[oursBundle], "%.1f"), fmtRange(rss[oursBundle], "%.0f"), fmtRange(cpu[oursBundle], "%.1f"))
+		}
 		fmt.Fprintf(&md, "| Karmada v1.16 built-in MCS (whole karmada-controller-manager) | %d | %s | — | %s | %s | %s |\n", *scaleKarmada, fmtRange(conv["karmada"], "%.1f"), fmtRange(rate["karmada"], "%.1f"), fmtRange(rss["karmada"], "%.0f"), fmtRange(cpu["karmada"], "%.1f"))
-		for _, mode := range []string{"ours", "karmada"} {
+		for _, mode := range []string{"ours", oursBundle, "karmada"} {
 			for _, f := range failed[mode] {
 				fmt.Fprintf(&md, "\n**%s: a scale run failed** (not in the figures): %s\n", mode, f)
 			}
@@ -282,14 +295,18 @@ func (b *controlBench) writes() (works, status float64) {
 	return works, status
 }
 
-// oursLanded is our controller with the declared path off: it acts once the export landed.
-const oursLanded = "ours-landed"
+// oursLanded is our controller with the declared path off: it acts once the export landed;
+// oursBundle ours with the bundle Work layout.
+const (
+	oursLanded = "ours-landed"
+	oursBundle = "ours-bundle"
+)
 
-var modeTitle = map[string]string{"ours": "ours (mcs-controller)", oursLanded: "ours, declared path off (`--declared-timeout=0`)",
+var modeTitle = map[string]string{"ours": "ours (mcs-controller)", oursLanded: "ours, declared path off (`--declared-timeout=0`)", oursBundle: "ours, one Work per importer and service (`--work-layout=bundle`)",
 	"karmada": "Karmada v1.16 built-in MCS"}
 
 // isOurs: mode runs our controller (with or without the declared path).
-func isOurs(mode string) bool { return mode == "ours" || mode == oursLanded }
+func isOurs(mode string) bool { return mode == "ours" || mode == oursLanded || mode == oursBundle }
 
 func (b *controlBench) startOurs(mode string) error {
 	if b.ours != nil && b.oursMode == mode {
@@ -300,6 +317,9 @@ func (b *controlBench) startOurs(mode string) error {
 	// Metrics on plain HTTP beside the DNS port: the writes per export are read from them.
 	args := append([]string{"--kubeconfig", b.karmadaKC, "--leader-elect=false",
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", b.metricsPort()), "--metrics-secure=false", "--health-probe-bind-address=0"}, b.controllerArgs...)
+	if mode == oursBundle {
+		args = append(args, "--work-layout=bundle")
+	}
 	if mode == oursLanded {
 		args = append(args, "--declared-timeout=0") // the last flag wins
 	}
@@ -790,7 +810,7 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 		return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svcName(i)}, Spec: corev1.ServiceSpec{
 			Ports: []corev1.ServicePort{{Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP}}}}
 	}
-	if mode == "ours" {
+	if isOurs(mode) {
 		for _, c := range []kubernetes.Interface{b.m1, b.m2} {
 			if _, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 				return 0, 0, 0, 0, err
@@ -887,8 +907,8 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 	start := time.Now()
 	var pid int
 	var cpu0 float64
-	if mode == "ours" {
-		if err := b.startOurs("ours"); err != nil {
+	if isOurs(mode) {
+		if err := b.startOurs(mode); err != nil {
 			return 0, 0, 0, 0, err
 		}
 		pid = b.ours.Process.Pid
@@ -926,7 +946,7 @@ func (b *controlBench) scaleRun(ctx context.Context, mode, ns string, n int) (co
 	if err != nil {
 		return 0, 0, 0, 0, err
 	}
-	if mode == "ours" {
+	if isOurs(mode) {
 		works.mu.Lock()
 		var last time.Time
 		for _, t := range works.first {
