@@ -24,6 +24,35 @@ type statusWriter struct {
 	// stopped: run has returned (the member left): nothing is queued or counted any more, so
 	// its pending gauge does not come back after it was deleted.
 	stopped bool
+	// written: per object, the status content last written and the object's versions before
+	// and after that write (see alreadyWritten).
+	written map[string]writtenStatus
+}
+
+type writtenStatus struct{ over, now, content string }
+
+// maxWritten bounds the memory of written statuses (it starts afresh beyond).
+const maxWritten = 100000
+
+// alreadyWritten reports whether content is what was last written to object key, over or as
+// version rv: the caller's cached copy has not caught up with that write yet, and writing the
+// same again would only cost the cluster (and, for a member's ServiceExport, Karmada's status
+// collection) another round.
+func (w *statusWriter) alreadyWritten(key, rv, content string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	x, ok := w.written[key]
+	return ok && x.content == content && (rv == x.over || rv == x.now)
+}
+
+// noteWritten records a status write of content to object key, from version over to now.
+func (w *statusWriter) noteWritten(key, over, now, content string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.written == nil || len(w.written) >= maxWritten {
+		w.written = map[string]writtenStatus{}
+	}
+	w.written[key] = writtenStatus{over: over, now: now, content: content}
 }
 
 // statusJob writes one object's status; it is called again after an error (but NotFound: the

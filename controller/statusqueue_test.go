@@ -151,3 +151,32 @@ func hasSeries(t *testing.T, c prometheus.Collector, label, value string) bool {
 	}
 	return found
 }
+
+// A status already written over the version a lagging cache still shows is not written again;
+// another version (someone else wrote) or other content is.
+func TestMemoWrite(t *testing.T) {
+	w := newStatusWriter("test-memo")
+	calls := 0
+	write := func(now string) func() (string, error) {
+		return func() (string, error) { calls++; return now, nil }
+	}
+	steps := []struct {
+		rv, content, now string
+		want             int
+	}{
+		{"1", "a", "2", 1}, // written
+		{"1", "a", "", 1},  // the cache still shows version 1: not again
+		{"2", "a", "", 1},  // the cache caught up: the same content is there
+		{"3", "a", "", 2},  // someone else wrote: looked at again (wrote nothing)
+		{"3", "a", "4", 3}, // not remembered, since nothing was written: looked at again
+		{"4", "b", "5", 4}, // other content
+	}
+	for i, s := range steps {
+		if err := memoWrite(w, "ServiceExport/ns/a", s.rv, s.content, write(s.now)); err != nil {
+			t.Fatal(err)
+		}
+		if calls != s.want {
+			t.Fatalf("step %d: %d writes, want %d", i, calls, s.want)
+		}
+	}
+}

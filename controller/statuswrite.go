@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -31,15 +32,49 @@ var WriteImportStatus = writeImportStatus
 // from cache as se, and returns the conditions that changed.
 func writeExportStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, se *mcsv1beta1.ServiceExport,
 	conds []metav1.Condition) ([]metav1.Condition, error) {
+	changed, _, err := writeExportStatusRV(ctx, dyn, gvr, se, conds)
+	return changed, err
+}
+
+// writeExportStatusRV is writeExportStatus that also returns the object's version after the
+// write ("" when nothing was written).
+func writeExportStatusRV(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, se *mcsv1beta1.ServiceExport,
+	conds []metav1.Condition) ([]metav1.Condition, string, error) {
 	var changed []metav1.Condition
+	var rv string
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		out := se.DeepCopy()
 		if changed = SetExportConditions(out, conds); len(changed) == 0 {
 			return nil
 		}
-		return updateStatus(ctx, dyn, gvr, out, func(fresh *unstructured.Unstructured) { se = mcs.ExportFrom(fresh) })
+		var err error
+		rv, err = updateStatus(ctx, dyn, gvr, out, func(fresh *unstructured.Unstructured) { se = mcs.ExportFrom(fresh) })
+		return err
 	})
-	return changed, err
+	return changed, rv, err
+}
+
+// memoWrite runs write (which returns the object's version after writing, "" if it wrote
+// nothing) unless w wrote content to object key over version rv already (alreadyWritten).
+func memoWrite(w *statusWriter, key, rv, content string, write func() (string, error)) error {
+	if w.alreadyWritten(key, rv, content) {
+		return nil
+	}
+	now, err := write()
+	if err == nil && now != "" {
+		w.noteWritten(key, rv, now, content)
+	}
+	return err
+}
+
+// conditionsContent is what a status write of conds carries, for memoWrite.
+func conditionsContent(conds []metav1.Condition, extra ...string) string {
+	var b strings.Builder
+	for _, c := range conds {
+		fmt.Fprintf(&b, "%s=%s/%s/%s;", c.Type, c.Status, c.Reason, c.Message)
+	}
+	b.WriteString(strings.Join(extra, ","))
+	return b.String()
 }
 
 func sameCondition(a, b metav1.Condition) bool {
@@ -65,16 +100,18 @@ func (c *Controller) writeExportStatuses(o *observation, perMember map[string][]
 		}
 		gvr, _, _ := m.mcsInformers()
 		m.status.set("ServiceExport/"+key, func(ctx context.Context) error {
-			changed, err := writeExportStatus(ctx, m.dyn, gvr, se, conds)
-			if err != nil {
-				return fmt.Errorf("status of ServiceExport %s in %s: %w", key, m.name, err)
-			}
-			for _, cond := range changed {
-				if warns(cond) && m.recorder != nil {
-					m.recorder.Event(se, corev1.EventTypeWarning, cond.Reason, cond.Message)
+			return memoWrite(m.status, "ServiceExport/"+key, se.ResourceVersion, conditionsContent(conds), func() (string, error) {
+				changed, rv, err := writeExportStatusRV(ctx, m.dyn, gvr, se, conds)
+				if err != nil {
+					return "", fmt.Errorf("status of ServiceExport %s in %s: %w", key, m.name, err)
 				}
-			}
-			return nil
+				for _, cond := range changed {
+					if warns(cond) && m.recorder != nil {
+						m.recorder.Event(se, corev1.EventTypeWarning, cond.Reason, cond.Message)
+					}
+				}
+				return rv, nil
+			})
 		})
 	}
 	if len(o.states) == 0 {
@@ -84,11 +121,15 @@ func (c *Controller) writeExportStatuses(o *observation, perMember map[string][]
 	if !ok {
 		return // no template: the export was created in the member directly
 	}
+	se := obj.(*mcsv1beta1.ServiceExport)
 	c.status.set("ServiceExport/"+key, func(ctx context.Context) error {
-		if _, err := writeExportStatus(ctx, c.dyn, gvr, obj.(*mcsv1beta1.ServiceExport), template); err != nil {
-			return fmt.Errorf("mirroring the ServiceExport status of %s to the Karmada control plane: %w", key, err)
-		}
-		return nil
+		return memoWrite(c.status, "ServiceExport/"+key, se.ResourceVersion, conditionsContent(template), func() (string, error) {
+			_, rv, err := writeExportStatusRV(ctx, c.dyn, gvr, se, template)
+			if err != nil {
+				return "", fmt.Errorf("mirroring the ServiceExport status of %s to the Karmada control plane: %w", key, err)
+			}
+			return rv, nil
+		})
 	})
 }
 
@@ -131,10 +172,14 @@ func (c *Controller) writeImportStatuses(o *observation, pending []string) {
 			continue
 		}
 		m.status.set("ServiceImport/"+key, func(ctx context.Context) error {
-			if err := writeImportStatus(ctx, m.dyn, gvr, si, clusters, present, cond); err != nil {
-				return fmt.Errorf("status of ServiceImport %s in %s: %w", key, m.name, err)
-			}
-			return nil
+			content := conditionsContent([]metav1.Condition{cond}, append(slices.Clone(clusters), string(present))...)
+			return memoWrite(m.status, "ServiceImport/"+key, si.ResourceVersion, content, func() (string, error) {
+				rv, err := writeImportStatusRV(ctx, m.dyn, gvr, si, clusters, present, cond)
+				if err != nil {
+					return "", fmt.Errorf("status of ServiceImport %s in %s: %w", key, m.name, err)
+				}
+				return rv, nil
+			})
 		})
 	}
 }
@@ -157,8 +202,17 @@ func (c *Controller) warnOnce(m *member, obj *mcsv1beta1.ServiceImport, reason, 
 // writing only if any changed. A v1alpha1 import has only status.clusters (Karmada's CRD).
 func writeImportStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, si *mcsv1beta1.ServiceImport,
 	clusters []string, sliceObjects mcsv1beta1.EndpointSliceObjectsStatus, cond metav1.Condition) error {
+	_, err := writeImportStatusRV(ctx, dyn, gvr, si, clusters, sliceObjects, cond)
+	return err
+}
+
+// writeImportStatusRV is writeImportStatus that also returns the object's version after the
+// write ("" when nothing was written).
+func writeImportStatusRV(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, si *mcsv1beta1.ServiceImport,
+	clusters []string, sliceObjects mcsv1beta1.EndpointSliceObjectsStatus, cond metav1.Condition) (string, error) {
 	withConditions := gvr.Version != "v1alpha1"
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	var rv string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		var have []string
 		for _, cl := range si.Status.Clusters {
 			have = append(have, cl.Cluster)
@@ -177,24 +231,28 @@ func writeImportStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.Gr
 		}
 		out.Status.Conditions = conds
 		out.Status.EndpointSliceObjects = sliceObjects
-		return updateStatus(ctx, dyn, gvr, out, func(fresh *unstructured.Unstructured) { si = mcs.ImportFrom(fresh) })
+		var err error
+		rv, err = updateStatus(ctx, dyn, gvr, out, func(fresh *unstructured.Unstructured) { si = mcs.ImportFrom(fresh) })
+		return err
 	})
+	return rv, err
 }
 
 // updateStatus writes the status of obj (of the view) as version gvr; when that fails it reads
 // the object afresh for the next attempt (retry.RetryOnConflict makes one on a conflict).
-func updateStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, obj metav1.Object, reread func(*unstructured.Unstructured)) error {
+func updateStatus(ctx context.Context, dyn dynamic.Interface, gvr schema.GroupVersionResource, obj metav1.Object, reread func(*unstructured.Unstructured)) (string, error) {
 	u, err := mcs.Unstructured(obj.(runtime.Object), gvr.GroupVersion())
 	if err != nil {
-		return err
+		return "", err
 	}
 	ri := dyn.Resource(gvr).Namespace(obj.GetNamespace())
-	if _, err = ri.UpdateStatus(ctx, u, metav1.UpdateOptions{}); err == nil {
+	written, err := ri.UpdateStatus(ctx, u, metav1.UpdateOptions{})
+	if err == nil {
 		statusWrites.Inc()
-		return nil
+		return written.GetResourceVersion(), nil
 	}
 	if fresh, gerr := ri.Get(ctx, obj.GetName(), metav1.GetOptions{}); gerr == nil {
 		reread(fresh)
 	}
-	return err
+	return "", err
 }
