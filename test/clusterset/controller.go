@@ -3,7 +3,9 @@ package clusterset
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -38,13 +40,17 @@ func (e *Env) StartControllerWith(t testing.TB, kubeconfig string, extra ...stri
 	c.probe = FreePort(t)
 	metrics := FreePort(t)
 	c.Metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", metrics)
-	c.args = append([]string{
+	c.args = []string{
 		"--kubeconfig", kubeconfig, "--leader-elect=false",
 		// Plain HTTP: the tests read the metrics without a token (the secure default is tested in
 		// test/controlplane).
 		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metrics), "--metrics-secure=false",
 		fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", c.probe),
-	}, extra...)
+	}
+	// CMCS_CONTROLLER_ARGS: flags for every controller the tests start (the suite run with
+	// --work-layout=bundle, say); a test's own flags come after them and win.
+	c.args = append(c.args, strings.Fields(os.Getenv("CMCS_CONTROLLER_ARGS"))...)
+	c.args = append(c.args, extra...)
 	c.nbase = len(c.args) - len(extra)
 	c.start()
 	t.Cleanup(func() {
