@@ -258,3 +258,26 @@ func TestBundleOfKeptService(t *testing.T) {
 		t.Errorf("kept bundle's slices %v, want both emptied", st)
 	}
 }
+
+// A bundle whose Service and live slice the object layout's Works hold, but not its tombstone,
+// keeps only the tombstone before it goes (notHeld).
+func TestNotHeld(t *testing.T) {
+	before, _ := bundleWorks("default", "serve", bundleFixture(t, "a", "b"), bundleInputs{})
+	cur := asWork(t, bundleIn(t, before, "member2"))
+	after, _ := bundleWorks("default", "serve", bundleFixture(t, "a"), bundleInputs{
+		existing: map[string]*workv1alpha1.Work{cur.Namespace + "/" + cur.Name: cur}})
+	bundle := asWork(t, bundleIn(t, after, "member2")) // Service, a, c, and b emptied
+	objects := map[string]string{}
+	for _, w := range bundleFixture(t, "a") { // the object layout, without b
+		for _, o := range w.objects() {
+			objects[o] = w.namespace + "/" + w.name
+		}
+	}
+	rest := notHeld(bundle, objects)
+	if len(rest) != 1 {
+		t.Fatalf("%d manifests not held, want b's tombstone alone", len(rest))
+	}
+	if by, ok := heldElsewhere(bundle, objects); !ok || len(by) != 3 {
+		t.Errorf("held by %v, want the Service Work and the slice Works of a and c", by)
+	}
+}

@@ -235,8 +235,18 @@ func (c *Controller) applyWorks(ctx context.Context, ns, name string, desired []
 		if by, ok := heldElsewhere(w, objects); ok {
 			// Other desired Works hold its member objects (this one has an earlier name, or the
 			// other layout: bundle.go): retired without touching the objects, once Karmada has
-			// applied its successors. What none of them holds is left to adoptOrphans.
+			// applied its successors. A Work that also holds objects no desired Work holds (a
+			// bundle's tombstones, the Service of a name no longer chosen) first loses the
+			// others (Karmada leaves an object a Work stops naming), and is deleted, with what
+			// is left, on a later pass.
 			if !allApplied(by, applied) {
+				wait = max(wait, time.Second)
+				continue
+			}
+			if rest := notHeld(w, objects); len(rest) > 0 {
+				if err := c.shrinkWork(ctx, w, rest); err != nil {
+					return nil, err
+				}
 				wait = max(wait, time.Second)
 				continue
 			}
@@ -350,6 +360,38 @@ func heldElsewhere(w *workv1alpha1.Work, objects map[string]string) ([]string, b
 		}
 	}
 	return by, len(by) > 0
+}
+
+// notHeld are the manifests of w that no desired Work holds.
+func notHeld(w *workv1alpha1.Work, objects map[string]string) []workv1alpha1.Manifest {
+	var out []workv1alpha1.Manifest
+	for _, raw := range w.Spec.Workload.Manifests {
+		var m map[string]any
+		if json.Unmarshal(raw.Raw, &m) != nil {
+			continue
+		}
+		if _, ok := objects[objectOf(clusterOfWork(w), m)]; !ok {
+			out = append(out, raw)
+		}
+	}
+	return out
+}
+
+// shrinkWork leaves in Work w only the manifests keep; the objects of the others stay in the
+// member, for the Works that hold them now.
+func (c *Controller) shrinkWork(ctx context.Context, w *workv1alpha1.Work, keep []workv1alpha1.Manifest) error {
+	out := w.DeepCopy()
+	out.Spec.Workload.Manifests = keep
+	if out.Annotations == nil {
+		out.Annotations = map[string]string{}
+	}
+	out.Annotations[annotationHash] = "shrunk"
+	if _, err := c.karmada.WorkV1alpha1().Works(w.Namespace).Update(ctx, out, metav1.UpdateOptions{}); err != nil {
+		return fmt.Errorf("shrink Work %s/%s: %w", w.Namespace, w.Name, err)
+	}
+	workWrites.WithLabelValues("update").Inc()
+	klog.FromContext(ctx).V(1).Info("kept in a Work only the objects no other Work holds", "work", w.Namespace+"/"+w.Name, "left", len(keep))
+	return nil
 }
 
 func allApplied(works []string, applied map[string]bool) bool {

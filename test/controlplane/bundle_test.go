@@ -12,7 +12,6 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/coredns-mcs/coredns-mcs/controller"
 	"github.com/coredns-mcs/coredns-mcs/internal/mcs"
@@ -26,17 +25,7 @@ import (
 func TestBundleLayout(t *testing.T) {
 	ns := namespace(t, "bundle")
 	m1, m2 := members["member1"], members["member2"]
-	tmpl := &unstructured.Unstructured{Object: map[string]any{"apiVersion": siTemplateGVR.GroupVersion().String(), "kind": "ServiceImport",
-		"metadata": map[string]any{"namespace": ns, "name": "serve"},
-		"spec":     map[string]any{"type": "ClusterSetIP", "ports": []any{map[string]any{"port": int64(80), "protocol": "TCP"}}}}}
-	if _, err := karmada.dyn.Resource(siTemplateGVR).Namespace(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	si := tmpl.DeepCopy()
-	si.SetAPIVersion(siGVR.GroupVersion().String())
-	if _, err := m2.dyn.Resource(siGVR).Namespace(ns).Create(ctx, si, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	seedImport(t, ns, "serve", m2)
 	serve(t, m1, ns, "serve", false, 80, "10.10.1.5")
 	extraSlice(t, m1, ns, "serve", "serve-src2", "10.10.1.6")
 	export(t, m1, ns, "serve")

@@ -191,23 +191,30 @@ func expectNoWorks(t *testing.T, ns string) {
 	})
 }
 
-// The seed: a ServiceImport template on Karmada (so no automatic imports), the user's
-// ServiceImport in member2 (what Karmada's propagation puts there), an export in member1.
-func TestSeedFlow(t *testing.T) {
-	startController(t, controller.Options{})
-	ns := namespace(t, "seed")
-	m1, m2 := members["member1"], members["member2"]
+// seedImport is the seed's import of ns/name into c: a ServiceImport template on Karmada (so no
+// automatic imports) and the ServiceImport Karmada's propagation puts in c.
+func seedImport(t *testing.T, ns, name string, c *cluster) {
+	t.Helper()
 	tmpl := &unstructured.Unstructured{Object: map[string]any{"apiVersion": siTemplateGVR.GroupVersion().String(), "kind": "ServiceImport",
-		"metadata": map[string]any{"namespace": ns, "name": "serve"},
+		"metadata": map[string]any{"namespace": ns, "name": name},
 		"spec":     map[string]any{"type": "ClusterSetIP", "ports": []any{map[string]any{"port": int64(80), "protocol": "TCP"}}}}}
 	if _, err := karmada.dyn.Resource(siTemplateGVR).Namespace(ns).Create(ctx, tmpl, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	si := tmpl.DeepCopy()
 	si.SetAPIVersion(siGVR.GroupVersion().String())
-	if _, err := m2.dyn.Resource(siGVR).Namespace(ns).Create(ctx, si, metav1.CreateOptions{}); err != nil {
+	if _, err := c.dyn.Resource(siGVR).Namespace(ns).Create(ctx, si, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// The seed: a ServiceImport template on Karmada (so no automatic imports), the user's
+// ServiceImport in member2 (what Karmada's propagation puts there), an export in member1.
+func TestSeedFlow(t *testing.T) {
+	startController(t, controller.Options{})
+	ns := namespace(t, "seed")
+	m1, m2 := members["member1"], members["member2"]
+	seedImport(t, ns, "serve", m2)
 	serve(t, m1, ns, "serve", false, 80, "10.10.0.5", "10.10.0.6")
 	export(t, m1, ns, "serve")
 
