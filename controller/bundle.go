@@ -196,7 +196,7 @@ func (c *Controller) bundle(o *observation, desired []workObject) ([]workObject,
 	byName := o.memberByName()
 	return bundleWorks(o.ns, o.name, desired, bundleInputs{
 		existing:   existing,
-		heldSource: func(src string) bool { return o.unknown[src] && !c.drained(src) },
+		heldSource: func(src string) bool { return c.sourceHeld(o, src) },
 		emptiedIn: func(cluster, ns, slice string) bool {
 			m := byName[cluster]
 			if m == nil {

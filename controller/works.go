@@ -299,7 +299,7 @@ func (c *Controller) heldBy(o *observation) func(*workv1alpha1.Work) bool {
 	heldSources := func(w *workv1alpha1.Work) []string {
 		var out []string
 		for _, src := range sourcesOfWork(w) {
-			if o.unknown[src] && !c.drained(src) {
+			if c.sourceHeld(o, src) {
 				out = append(out, src)
 			}
 		}
@@ -324,6 +324,12 @@ func (c *Controller) heldBy(o *observation) func(*workv1alpha1.Work) bool {
 		}
 		return anySource && (kindOf(w) == "Service" || kindOf(w) == "ServiceImport")
 	}
+}
+
+// sourceHeld: exporter src's endpoints stay as they are in the importers: its caches are
+// unknown (what it exports is unknown) and the drain policy does not withdraw them.
+func (c *Controller) sourceHeld(o *observation, src string) bool {
+	return o.unknown[src] && !c.drained(src)
 }
 
 // retireWork deletes a Work whose object another Work holds now, leaving the object in the
