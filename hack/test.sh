@@ -50,7 +50,15 @@ go test -tags e2e -p 1 -count=1 -timeout "${TEST_TIMEOUT:-40m}" -run "${TEST_RUN
   tee _output/test-e2e.log | { grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test\.go)' || true; }
 
 step "make demo (the README's main command): member1 answers through derived-serve's ClusterIP and through the clusterset name"
-hack/demo.sh >_output/demo.log 2>&1 || { tail -n 40 _output/demo.log; echo "make demo failed (log: _output/demo.log)"; exit 1; }
+demo_failed() {
+  tail -n 40 _output/demo.log
+  # The seed's step 3 goes through member2's node agent (the pod's sandbox, attach): its view.
+  local agent=_output/clusterset/logs/nodeagent-member2.log
+  [ ! -f "$agent" ] || { echo "--- the last lines of $agent"; tail -n 40 "$agent"; }
+  echo "make demo failed (log: _output/demo.log)"
+  exit 1
+}
+hack/demo.sh >_output/demo.log 2>&1 || demo_failed
 # At least 2 answers from member1's serve pod from each attached request pod (run -i --rm), and
 # the A record of dig run by kubectl exec in a member2 pod.
 awk '/requests the ClusterIP of derived-serve/ {s = 1} /And by DNS: the same pod program/ {s = 2} /kubectl exec into a member2 pod/ {s = 3}

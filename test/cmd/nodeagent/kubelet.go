@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/cri-streaming/pkg/streaming/portforward"
 	"k8s.io/cri-streaming/pkg/streaming/remotecommand"
 	"k8s.io/klog/v2"
@@ -114,24 +115,41 @@ func (a *agent) servePortForward(w http.ResponseWriter, r *http.Request) {
 		streamIdleTimeout, streamCreationTimeout, portforward.SupportedProtocols)
 }
 
-// sandboxWait is how long exec, attach and port-forward wait for a pod's sandbox: kwok reports a
-// pod Running as soon as it gives it an IP, and `kubectl run -i` attaches right then, while the
-// agent may still be creating the namespace.
-const sandboxWait = 15 * time.Second
+// sandboxWait is how long exec, attach and port-forward wait for the sandbox of a pod that is
+// scheduled here: kwok reports a pod Running as soon as it gives it an IP, and `kubectl run -i`
+// attaches right then, while the agent may still be creating the namespace, or be busy tearing down
+// the pods of a deleted namespace. A pod the agent does not know (not scheduled here, gone) fails
+// after unknownPodWait.
+var (
+	sandboxWait    = 90 * time.Second
+	unknownPodWait = 5 * time.Second
+)
 
 // lookup finds the sandbox of "namespace/name" (and, when given, of that UID), waiting for one
 // being created.
 func (a *agent) lookup(ctx context.Context, key, uid string) (*sandbox, error) {
-	deadline := time.Now().Add(sandboxWait)
+	start := time.Now()
 	for {
 		a.mu.Lock()
-		sb := a.sandboxes[key]
+		sb, lastErr := a.sandboxes[key], a.syncErr[key]
 		a.mu.Unlock()
 		if sb != nil && (uid == "" || uid == sb.uid) {
+			if d := time.Since(start); d > time.Second {
+				klog.Infof("pod %s: sandbox ready %s after the stream asked for it", key, d.Round(time.Millisecond))
+			}
 			return sb, nil
 		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("pod %s has no sandbox on this node (not scheduled here, or not started within %s)", key, sandboxWait)
+		waited := time.Since(start)
+		expected := a.expected(key, uid)
+		if (!expected && waited > unknownPodWait) || waited > sandboxWait {
+			why := "not scheduled on this node, or gone"
+			if expected {
+				why = fmt.Sprintf("not started within %s", sandboxWait)
+			}
+			if lastErr != nil {
+				why += "; last error creating it: " + lastErr.Error()
+			}
+			return nil, fmt.Errorf("pod %s has no sandbox on this node (%s)", key, why)
 		}
 		select {
 		case <-ctx.Done():
@@ -139,6 +157,20 @@ func (a *agent) lookup(ctx context.Context, key, uid string) (*sandbox, error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// expected says whether the agent's pod cache holds key (with that UID, when given) as a pod
+// that should have a sandbox here soon.
+func (a *agent) expected(key, uid string) bool {
+	if a.pods == nil {
+		return false
+	}
+	obj, ok, err := a.pods.GetByKey(key)
+	if err != nil || !ok {
+		return false
+	}
+	pod := obj.(*corev1.Pod)
+	return (uid == "" || uid == string(pod.UID)) && pod.DeletionTimestamp == nil && !pod.Spec.HostNetwork
 }
 
 // ExecInContainer runs cmd in the pod's network namespace (its IP, its resolv.conf) with the

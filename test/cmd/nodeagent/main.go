@@ -21,6 +21,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -52,6 +53,7 @@ type agent struct {
 
 	mu        sync.Mutex
 	sandboxes map[string]*sandbox // by namespace/name
+	syncErr   map[string]error    // the last error creating a pod's sandbox, by namespace/name
 	unknown   map[string]bool     // images already said to be not run
 }
 
@@ -85,7 +87,7 @@ func main() {
 	if err != nil {
 		klog.Exitf("kubeconfig: %v", err)
 	}
-	a := &agent{opt: o, sandboxes: map[string]*sandbox{}, unknown: map[string]bool{}}
+	a := &agent{opt: o, sandboxes: map[string]*sandbox{}, syncErr: map[string]error{}, unknown: map[string]bool{}}
 	a.kube = kubernetes.NewForConfigOrDie(cfg)
 	a.dyn = dynamic.NewForConfigOrDie(cfg)
 	a.statusQ = workqueue.NewTypedRateLimitingQueue(workqueue.DefaultTypedControllerRateLimiter[string]())
@@ -140,19 +142,49 @@ func (a *agent) run(ctx context.Context) error {
 	}
 	klog.Infof("running the pods of node %s in network namespaces %s-%s-*", a.opt.node, a.opt.prefix, a.opt.member)
 	go func() { <-ctx.Done(); q.ShutDown() }()
-	for {
-		k, shutdown := q.Get()
-		if shutdown {
-			return nil
-		}
-		if err := a.sync(ctx, k); err != nil {
-			klog.Errorf("pod %s: %v (retrying)", k, err)
-			q.AddRateLimited(k)
-		} else {
-			q.Forget(k)
-		}
-		q.Done(k)
+	// Several workers: one pod's slow teardown (a process that ignores SIGTERM for 2 s, the pods
+	// of a whole namespace going at once) must not hold up the sandbox of a pod being attached
+	// to. The queue never hands the same pod to two workers.
+	var wg sync.WaitGroup
+	for range syncWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for a.processNext(ctx, q) {
+			}
+		}()
 	}
+	wg.Wait()
+	return nil
+}
+
+const syncWorkers = 4
+
+func (a *agent) processNext(ctx context.Context, q workqueue.TypedRateLimitingInterface[string]) bool {
+	k, shutdown := q.Get()
+	if shutdown {
+		return false
+	}
+	defer q.Done(k)
+	start := time.Now()
+	err := a.sync(ctx, k)
+	a.mu.Lock()
+	if err != nil {
+		a.syncErr[k] = err
+	} else {
+		delete(a.syncErr, k)
+	}
+	a.mu.Unlock()
+	if err != nil {
+		klog.Errorf("pod %s: %v (retrying)", k, err)
+		q.AddRateLimited(k)
+		return true
+	}
+	q.Forget(k)
+	if d := time.Since(start); d > 3*time.Second {
+		klog.Infof("pod %s: synced in %s", k, d.Round(time.Millisecond))
+	}
+	return true
 }
 
 // sync brings the sandbox of pod key in line with the pod: present while the pod is scheduled here,

@@ -1,15 +1,19 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 )
 
 func TestRepository(t *testing.T) {
@@ -106,5 +110,54 @@ func TestArgv(t *testing.T) {
 	}
 	if _, _, err := argv(corev1.Container{Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Args: []string{"netexec"}}, "", nil); err == nil {
 		t.Errorf("agnhost netexec: no error; want one saying it is not played")
+	}
+}
+
+func TestLookupWaitsForAnExpectedPod(t *testing.T) {
+	defer func(s, u time.Duration) { sandboxWait, unknownPodWait = s, u }(sandboxWait, unknownPodWait)
+	sandboxWait, unknownPodWait = 3*time.Second, 200*time.Millisecond
+	pods := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(pods.Add(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "request", Namespace: "default", UID: "u1"}}))
+	a := &agent{pods: pods, sandboxes: map[string]*sandbox{}, syncErr: map[string]error{}}
+
+	// A pod scheduled here whose sandbox comes later than unknownPodWait: the stream waits for it.
+	go func() {
+		time.Sleep(600 * time.Millisecond)
+		a.mu.Lock()
+		a.sandboxes["default/request"] = &sandbox{uid: "u1"}
+		a.mu.Unlock()
+	}()
+	sb, err := a.lookup(context.Background(), "default/request", "u1")
+	if err != nil || sb.uid != "u1" {
+		t.Fatalf("lookup of an expected pod = %v, %v; want its sandbox", sb, err)
+	}
+
+	// A pod this node does not run fails after unknownPodWait, not sandboxWait.
+	start := time.Now()
+	if _, err := a.lookup(context.Background(), "default/elsewhere", ""); err == nil || !strings.Contains(err.Error(), "not scheduled on this node") {
+		t.Fatalf("lookup of an unknown pod: %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("lookup of an unknown pod took %s, want about %s", d, unknownPodWait)
+	}
+
+	// A pod whose sandbox keeps failing: the error says why, after sandboxWait.
+	must(pods.Add(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "broken", Namespace: "default", UID: "u2"}}))
+	a.syncErr["default/broken"] = errors.New("ip netns add: file exists")
+	_, err = a.lookup(context.Background(), "default/broken", "u2")
+	if err == nil || !strings.Contains(err.Error(), "not started within 3s") || !strings.Contains(err.Error(), "ip netns add: file exists") {
+		t.Fatalf("lookup of a failing pod: %v", err)
+	}
+
+	// A different UID (the pod was replaced) is not the sandbox asked for.
+	_, err = a.lookup(context.Background(), "default/request", "u-old")
+	if err == nil {
+		t.Fatal("lookup with a stale UID returned a sandbox")
 	}
 }
