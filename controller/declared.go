@@ -55,8 +55,10 @@ type declared struct {
 	settled atomic.Bool
 
 	mu sync.Mutex
-	// since: when each (kind/ns/name, cluster) was first seen scheduled; gone with the binding
-	// or the cluster leaving it.
+	// since: when each (kind/ns/name, cluster) was first seen scheduled without its object in
+	// the member; zero while the object is there (landed), so that one leaving later (deleted with
+	// its namespace, say) gets the full timeout from then; gone with the binding or the cluster
+	// leaving it.
 	since map[string]time.Time
 	// withdrawn: those withdrawn already (logged and counted once).
 	withdrawn map[string]string
@@ -165,7 +167,7 @@ func (d *declared) targets(kind, ns, name string, now time.Time) []declaredTarge
 	for cluster, failed := range scheduled {
 		k := key + "@" + cluster
 		since, ok := d.since[k]
-		if !ok {
+		if !ok || since.IsZero() {
 			since = now
 			d.since[k] = since
 		}
@@ -187,7 +189,8 @@ func (d *declared) withdraw(kind, ns, name, cluster, reason string) bool {
 	return true
 }
 
-// landed forgets the withdrawal of kind ns/name in cluster: its object is there now.
+// landed forgets the withdrawal of kind ns/name in cluster: its object is there now. Should it
+// leave while still scheduled there, the timeout counts from the first reconcile that misses it.
 func (d *declared) landed(kind, ns, name, cluster string) {
 	if !d.enabled() {
 		return
@@ -195,6 +198,9 @@ func (d *declared) landed(kind, ns, name, cluster string) {
 	k := kind + "/" + ns + "/" + name + "@" + cluster
 	d.mu.Lock()
 	delete(d.withdrawn, k)
+	if _, ok := d.since[k]; ok {
+		d.since[k] = time.Time{}
+	}
 	d.mu.Unlock()
 }
 

@@ -111,6 +111,21 @@ func TestDeclaredTargets(t *testing.T) {
 			t.Errorf("member2 back: since %v, want the new sighting", tg.since)
 		}
 	}
+	// member1's object lands, then leaves while member1 is still scheduled (its namespace being
+	// deleted, say): the timeout counts from when it left, not from the first sighting.
+	d.landed("ServiceExport", "team", "api", "member1")
+	left := now.Add(10 * time.Minute)
+	for _, tg := range d.targets("ServiceExport", "team", "api", left) {
+		if tg.cluster != "member1" {
+			continue
+		}
+		if !tg.since.Equal(left) {
+			t.Errorf("member1 left after landing: since %v, want %v", tg.since, left)
+		}
+		if reason, _, _ := d.gone(tg, left.Add(time.Second)); reason != "" {
+			t.Errorf("member1 left a second ago: withdrawn (%s)", reason)
+		}
+	}
 	// Withdrawals are news once per reason.
 	if !d.withdraw("ServiceExport", "team", "api", "member1", withdrawnFailed) || d.withdraw("ServiceExport", "team", "api", "member1", withdrawnFailed) {
 		t.Error("withdraw: want news once")

@@ -46,14 +46,25 @@ func (e *Env) WaitMCSAPI(t testing.TB, members ...string) {
 			if err != nil {
 				return err
 			}
+			// The scheduler filters by kind: both must be listed (a Pull member's karmada-agent
+			// reports them on its own schedule, after the CRDs are there).
 			status, _ := c.Object["status"].(map[string]any)
 			list, _ := status["apiEnablements"].([]any)
+			kinds := map[string]bool{}
 			for _, x := range list {
 				if m, ok := x.(map[string]any); ok && m["groupVersion"] == "multicluster.x-k8s.io/v1alpha1" {
-					return nil
+					rs, _ := m["resources"].([]any)
+					for _, r := range rs {
+						if r, ok := r.(map[string]any); ok {
+							kinds[fmt.Sprint(r["kind"])] = true
+						}
+					}
 				}
 			}
-			return fmt.Errorf("apiEnablements has no multicluster.x-k8s.io/v1alpha1 yet")
+			if kinds["ServiceExport"] && kinds["ServiceImport"] {
+				return nil
+			}
+			return fmt.Errorf("apiEnablements lists multicluster.x-k8s.io/v1alpha1 kinds %v, want ServiceExport and ServiceImport", kinds)
 		})
 	}
 }

@@ -34,6 +34,10 @@ func pullMCSAPI(t *testing.T) {
 	t.Helper()
 	env.PropagateMCSCRDs(t)
 	env.KubectlT(t, clusterset.Member3, "", "apply", "--server-side", "--force-conflicts", "-k", filepath.Join(env.Root, "manifests", "crds"))
+	// Karmada's scheduler places a ServiceImport template on member3 only once member3's
+	// karmada-agent has listed the API in its Cluster; before that the binding stays unscheduled
+	// (ScheduleBindingFailed "did not have the API resource") for longer than any test waits.
+	env.WaitMCSAPI(t, clusterset.Member3)
 	karmada := env.Dynamic(t, clusterset.Karmada)
 	clusterset.Eventually(t, 60*time.Second, "member3's agent reports the MCS API", func() error {
 		w, err := karmada.Resource(workGVR).Namespace(report.ExecutionNamespace(clusterset.Member3)).Get(context.Background(), report.ClusterWorkName, metav1.GetOptions{})
