@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH=/usr/local/go/bin:$PATH
 
-step() { printf '\n=== %s\n' "$*"; }
+# Each step says when it starts and how long the whole run has taken so far.
+step() { printf '\n=== [%s, +%ds] %s\n' "$(date -u +%H:%M:%S)" "$SECONDS" "$*"; }
 
 step "gofmt"
 bad=$(gofmt -l $(git ls-files '*.go') 2>/dev/null || true)
@@ -122,3 +123,4 @@ hack/clusterset.sh down >/dev/null
 host_net >_output/host-net.after
 diff -u _output/host-net.before _output/host-net.after || { echo "the host's network changed (addresses, routes or iptables)"; exit 1; }
 echo "ok: no process, network namespace or host network change left"
+echo "ok: make test took ${SECONDS}s"
