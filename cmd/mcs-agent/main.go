@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -31,6 +33,9 @@ func main() {
 		cluster, derivedPrefix        string
 		metricsAddr, probeAddr        string
 		workers                       int
+		leaderElect                   bool
+		leaderNS                      string
+		election                      agent.Election
 		timeout, interval, lease      time.Duration
 		showVersion                   bool
 	)
@@ -47,13 +52,25 @@ func main() {
 	flag.DurationVar(&timeout, "request-timeout", 15*time.Second, "bound of each request (watches excepted)")
 	flag.DurationVar(&interval, "cluster-interval", 10*time.Second, "how often the cluster id, IP families and MCS versions are re-read")
 	flag.DurationVar(&lease, "lease-duration", 40*time.Second, "how long a cluster report vouches for the agent (renewed every quarter of it): the controller takes a member whose agent's report is older for not Ready")
+	flag.BoolVar(&leaderElect, "leader-elect", true, "elect a leader among replicas with a Lease in the member; only the leader reports and writes status")
+	flag.StringVar(&leaderNS, "leader-election-namespace", agent.PodNamespace("karmada-system"), "namespace of the leader election Lease in the member (default: the agent's own)")
+	flag.DurationVar(&election.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a standby waits before taking over a leader that stopped renewing (keep it below --lease-duration)")
+	flag.DurationVar(&election.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up leading (and exits)")
+	flag.DurationVar(&election.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often replicas try to acquire or renew the lease")
 	klog.InitFlags(nil)
 	flag.Parse()
 	if showVersion {
 		fmt.Println(version.String("mcs-agent"))
 		return
 	}
-	if err := run(kubeconfig, kubecontext, karmadaKubeconfig, karmadaCtx, metricsAddr, probeAddr, agent.Options{
+	if leaderElect {
+		election.Namespace = leaderNS
+		if election.LeaseDuration >= lease {
+			klog.InfoS("warning: --leader-elect-lease-duration is not below --lease-duration: a leader that dies takes the member to not Ready before a standby takes over",
+				"leaderElectLeaseDuration", election.LeaseDuration, "leaseDuration", lease)
+		}
+	}
+	if err := run(kubeconfig, kubecontext, karmadaKubeconfig, karmadaCtx, metricsAddr, probeAddr, election, agent.Options{
 		Cluster: cluster, DerivedPrefix: derivedPrefix, Workers: workers, RequestTimeout: timeout, ClusterInterval: interval, Lease: lease,
 	}); err != nil {
 		klog.ErrorS(err, "mcs-agent")
@@ -67,7 +84,8 @@ func config(path, context string) (*rest.Config, error) {
 	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: context}).ClientConfig()
 }
 
-func run(kubeconfig, kubecontext, karmadaKubeconfig, karmadaCtx, metricsAddr, probeAddr string, opts agent.Options) error {
+// run runs the agent, as the elected leader when election names a namespace.
+func run(kubeconfig, kubecontext, karmadaKubeconfig, karmadaCtx, metricsAddr, probeAddr string, election agent.Election, opts agent.Options) error {
 	if karmadaKubeconfig == "" {
 		return errors.New("--karmada-kubeconfig is required")
 	}
@@ -109,7 +127,14 @@ func run(kubeconfig, kubecontext, karmadaKubeconfig, karmadaCtx, metricsAddr, pr
 	serve(metricsAddr, metrics)
 	probes := http.NewServeMux()
 	probes.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	var leading atomic.Bool
 	probes.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		// A standby replica is ready (it only waits for the lease), so a rolling update is not
+		// held up by it; the leader once every object of the member is reported.
+		if election.Namespace != "" && !leading.Load() {
+			_, _ = w.Write([]byte("ok (standing by)"))
+			return
+		}
 		if !a.Synced() {
 			http.Error(w, "the member is not fully reported yet", http.StatusServiceUnavailable)
 			return
@@ -117,6 +142,13 @@ func run(kubeconfig, kubecontext, karmadaKubeconfig, karmadaCtx, metricsAddr, pr
 		_, _ = w.Write([]byte("ok"))
 	})
 	serve(probeAddr, probes)
-	klog.InfoS("starting", "cluster", opts.Cluster, "version", version.Get())
-	return a.Run(ctx)
+	klog.InfoS("starting", "cluster", opts.Cluster, "version", version.Get(), "leaderElection", election.Namespace != "")
+	if election.Namespace == "" {
+		return a.Run(ctx)
+	}
+	member, err := kubernetes.NewForConfig(memberCfg)
+	if err != nil {
+		return err
+	}
+	return agent.Elected(ctx, member, election, &leading, a.Run)
 }

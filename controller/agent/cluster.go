@@ -115,9 +115,13 @@ var (
 		Name: "coredns_mcs_agent_synced",
 		Help: "1 once every object of the member is reported (the controller then follows the member).",
 	})
+	leaderGauge = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "coredns_mcs_agent_leader",
+		Help: "1 while this replica holds the member's Lease and reports (0: standing by).",
+	})
 )
 
 // Collectors are the agent's metrics, for the binary to register.
 func Collectors() []prometheus.Collector {
-	return []prometheus.Collector{reportWrites, statusWrites, errorsTotal, syncedGauge}
+	return []prometheus.Collector{reportWrites, statusWrites, errorsTotal, syncedGauge, leaderGauge}
 }

@@ -263,6 +263,8 @@ func (c *Config) StartMCSAgent(m Member) error {
 	return c.start("mcs-agent-"+m.Name, []int{m.MCSAgentMetrics, m.MCSAgentHealth}, c.bin("mcs-agent"),
 		"--kubeconfig", c.kubeconfig("mcs-agent-member-"+m.Name), "--karmada-kubeconfig", c.kubeconfig("mcs-agent-"+m.Name),
 		"--cluster-name", m.Name, "--cluster-interval", "2s", "--lease-duration", "8s",
+		// Leader election on, as deployed, with a lease below the report's.
+		"--leader-elect-lease-duration", "4s", "--leader-elect-renew-deadline", "3s", "--leader-elect-retry-period", "1s",
 		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", m.MCSAgentMetrics),
 		"--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", m.MCSAgentHealth))
 }
