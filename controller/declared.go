@@ -192,16 +192,25 @@ func (d *declared) withdraw(kind, ns, name, cluster, reason string) bool {
 // landed forgets the withdrawal of kind ns/name in cluster: its object is there now. Should it
 // leave while still scheduled there, the timeout counts from the first reconcile that misses it.
 func (d *declared) landed(kind, ns, name, cluster string) {
+	d.forget(kind, ns, name, cluster, true)
+}
+
+// forgetWithdrawal forgets the withdrawal of kind ns/name in cluster, leaving its clock as is.
+func (d *declared) forgetWithdrawal(kind, ns, name, cluster string) {
+	d.forget(kind, ns, name, cluster, false)
+}
+
+func (d *declared) forget(kind, ns, name, cluster string, present bool) {
 	if !d.enabled() {
 		return
 	}
 	k := kind + "/" + ns + "/" + name + "@" + cluster
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	delete(d.withdrawn, k)
-	if _, ok := d.since[k]; ok {
+	if _, ok := d.since[k]; ok && present {
 		d.since[k] = time.Time{}
 	}
-	d.mu.Unlock()
 }
 
 // declaredGone says why target t is no longer counted ("" while it is): Karmada failed to apply
@@ -268,7 +277,11 @@ func (c *Controller) declaredImporters(ctx context.Context, o *observation, user
 	byName := o.memberByName()
 	for _, t := range c.declared.targets("ServiceImport", o.ns, o.name, now) {
 		m := byName[t.cluster]
-		if m == nil || userImport[t.cluster] {
+		if m == nil { // not a member (yet): nothing to count there, the clock keeps running
+			c.declared.forgetWithdrawal("ServiceImport", o.ns, o.name, t.cluster)
+			continue
+		}
+		if userImport[t.cluster] {
 			c.declared.landed("ServiceImport", o.ns, o.name, t.cluster)
 			continue
 		}

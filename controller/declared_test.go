@@ -126,6 +126,13 @@ func TestDeclaredTargets(t *testing.T) {
 			t.Errorf("member1 left a second ago: withdrawn (%s)", reason)
 		}
 	}
+	// A target in a member not known yet keeps its clock: forgetting its withdrawal is all.
+	d.forgetWithdrawal("ServiceExport", "team", "api", "member2")
+	for _, tg := range d.targets("ServiceExport", "team", "api", left) {
+		if tg.cluster == "member2" && !tg.since.Equal(now.Add(time.Minute)) {
+			t.Errorf("member2 after forgetWithdrawal: since %v, want %v kept", tg.since, now.Add(time.Minute))
+		}
+	}
 	// Withdrawals are news once per reason.
 	if !d.withdraw("ServiceExport", "team", "api", "member1", withdrawnFailed) || d.withdraw("ServiceExport", "team", "api", "member1", withdrawnFailed) {
 		t.Error("withdraw: want news once")
