@@ -161,7 +161,7 @@ hack/clusterset.sh down >/dev/null # the main clusterset: one set of control pla
 {
   echo "### Cost with N members"
   echo
-  echo "$FLEET_SERVICES services exported from member1, imported automatically by all N Push members (every member serves the MCS API); the controller started once they are in place; converged when every member has every derived slice with its endpoint. Reconciles are the controller's (services and clusters). coredns-mcs serves member2, measured once it answers every name. One run per N, each on a fresh clusterset (port base 29000)."
+  echo "$FLEET_SERVICES services exported from member1, imported automatically by all N Push members (every member serves the MCS API); the controller started once they are in place; converged when every member has every derived slice with its endpoint. Reconciles are those of exported services (controller_runtime_reconcile_total of the mcs-service controller; Cluster reconciles are not counted). coredns-mcs serves member2, measured once it answers every name. One run per N, each on a fresh clusterset (port base 29000)."
   echo
   echo "| members | exports | converge s | reconciles | per export | per export and member | controller peak RSS MiB | controller CPU s | coredns-mcs RSS MiB |"
   echo "|---|---|---|---|---|---|---|---|---|"

@@ -149,9 +149,38 @@ func cmdFleet(args []string) error {
 	return err
 }
 
-// reconcilesTotal sums coredns_mcs_controller_reconciles_total over its results.
+// reconcilesTotal counts the reconciles of exported services (controller-runtime's count of the
+// mcs-service controller, over its results); those of Clusters (mcs-cluster) are not per export.
 func reconcilesTotal(port int) (float64, error) {
-	return metricValue(port, "coredns_mcs_controller_reconciles_total")
+	return metricValueWhere(port, "controller_runtime_reconcile_total", `controller="mcs-service"`)
+}
+
+// metricValueWhere sums the series of name whose labels contain label.
+func metricValueWhere(port int, name, label string) (float64, error) {
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	total, found := 0.0, false
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		l := sc.Text()
+		if labels, ok := strings.CutPrefix(l, name+"{"); ok && strings.Contains(labels[:strings.IndexByte(labels+"}", '}')], label) {
+			f := strings.Fields(l)
+			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				total, found = total+v, true
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	if !found {
+		return 0, fmt.Errorf("no series %s{%s}", name, label)
+	}
+	return total, nil
 }
 
 // metricValue sums metric name over its series on the plain-HTTP metrics endpoint at port.
