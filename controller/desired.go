@@ -66,6 +66,8 @@ type importer struct {
 	// export's primary); noFamily: it serves none of them, and nothing is written there.
 	families []corev1.IPFamily
 	noFamily bool
+	// served: the IP families of the importer's Service CIDRs (nil: unknown).
+	served []corev1.IPFamily
 }
 
 // desiredWorks computes every Work the service ns/name needs: per importer, the derived Service,
@@ -154,6 +156,13 @@ func derivedService(ns, name, derived string, exporters []exporter, imp importer
 	// A dual-stack-capable export gets a ClusterIP of every family the importer has (the
 	// ServiceImport then carries one ClusterSetIP per family); the primary family is the export's.
 	// Where the importer's families are known, only those it shares with the export.
+	//
+	// Where the importer's families are known, the manifest names all of them, the primary
+	// first: the apiserver gives a PreferDualStack Service every family of its cluster, and a
+	// later apply of a manifest naming fewer is refused ("must be 'SingleStack' to release the
+	// secondary IP family"), which Karmada meets whenever it applies the Work again (a bundle's,
+	// at every slice change). Where unknown, the primary only: naming a family the importer
+	// lacks is refused.
 	families := first.IPFamilies
 	if imp.families != nil {
 		families = imp.families
@@ -163,6 +172,11 @@ func derivedService(ns, name, derived string, exporters []exporter, imp importer
 		if p := first.IPFamilyPolicy; p != nil && *p != corev1.IPFamilyPolicySingleStack {
 			prefer := corev1.IPFamilyPolicyPreferDualStack
 			svc.Spec.IPFamilyPolicy = &prefer
+			for _, f := range imp.served {
+				if !slices.Contains(svc.Spec.IPFamilies, f) {
+					svc.Spec.IPFamilies = append(svc.Spec.IPFamilies, f)
+				}
+			}
 		}
 	}
 	// The oldest exporter's session affinity and traffic distribution (kube-proxy in the

@@ -84,7 +84,8 @@ func (c *Controller) findFamilies(o *observation) {
 		if m == nil || im.taken {
 			continue
 		}
-		im.families = importFamilies(want, m.ipFamilies())
+		im.served = m.ipFamilies()
+		im.families = importFamilies(want, im.served)
 		if im.families != nil && len(im.families) == 0 {
 			im.noFamily = true
 			o.noFamily = append(o.noFamily, im.cluster)

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -49,8 +50,8 @@ func TestImportFamilies(t *testing.T) {
 	ex[0].slices = []*discoveryv1.EndpointSlice{srcSlice("serve-v4", "", "10.10.0.5"), v6slice}
 	byCluster := map[string]int{}
 	all, err := desiredWorks("default", "serve", "derived-", ex, []importer{
-		{cluster: "member2", name: "derived-serve", families: []corev1.IPFamily{v4}},
-		{cluster: "member1", name: "derived-serve", families: []corev1.IPFamily{v6, v4}},
+		{cluster: "member2", name: "derived-serve", families: []corev1.IPFamily{v4}, served: []corev1.IPFamily{v4}},
+		{cluster: "member1", name: "derived-serve", families: []corev1.IPFamily{v6, v4}, served: []corev1.IPFamily{v4, v6}},
 		{cluster: "member9", name: "derived-serve"}, // families unknown
 	})
 	if err != nil {
@@ -66,5 +67,35 @@ func TestImportFamilies(t *testing.T) {
 	}
 	if fams := spec["ipFamilies"].([]any); len(fams) != 1 || fams[0] != "IPv4" {
 		t.Errorf("member2's derived Service ipFamilies %v, want [IPv4]", fams)
+	}
+	// A dual-stack importer's derived Service names both families, the export's primary first:
+	// what the apiserver gives a PreferDualStack Service there, so applying it again is valid.
+	// Where the importer's families are unknown, the primary only. (member2 serves IPv4 only.)
+	for _, w := range all {
+		if w.manifest()["kind"] != "Service" {
+			continue
+		}
+		spec := w.manifest()["spec"].(map[string]any)
+		got := fmt.Sprint(spec["ipFamilies"], " ", spec["ipFamilyPolicy"])
+		want := map[string]string{"member1": "[IPv6 IPv4] PreferDualStack", "member2": "[IPv4] PreferDualStack", "member9": "[IPv6] PreferDualStack"}[w.cluster]
+		if got != want {
+			t.Errorf("%s: derived Service ipFamilies and policy %s, want %s", w.cluster, got, want)
+		}
+	}
+	// A single-family export that prefers dual-stack (its cluster has one family) imported into a
+	// dual-stack member: the derived Service names the importer's second family too, as the
+	// apiserver assigns it.
+	one := svc(corev1.ServicePort{Name: "http", Port: 80})
+	one.Spec.IPFamilies = []corev1.IPFamily{v4}
+	prefer := corev1.IPFamilyPolicyPreferDualStack
+	one.Spec.IPFamilyPolicy = &prefer
+	ws, err := desiredWorks("default", "serve", "derived-", []exporter{{cluster: "member2", clusterID: "member2", service: one}}, []importer{
+		{cluster: "member1", name: "derived-serve", families: []corev1.IPFamily{v4}, served: []corev1.IPFamily{v4, v6}},
+	})
+	if err != nil || len(ws) != 1 {
+		t.Fatalf("works %v, %v", ws, err)
+	}
+	if spec := ws[0].manifest()["spec"].(map[string]any); fmt.Sprint(spec["ipFamilies"]) != "[IPv4 IPv6]" {
+		t.Errorf("derived Service of a single-family PreferDualStack export in a dual-stack member: ipFamilies %v, want [IPv4 IPv6]", spec["ipFamilies"])
 	}
 }

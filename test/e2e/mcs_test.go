@@ -470,18 +470,25 @@ func TestControllerSIGKILL(t *testing.T) {
 			return err
 		}
 		sourceSlices = len(src.Items)
-		// Exactly one Work for the Service and one per source slice: nothing orphaned.
+		// Exactly the derived Service and one mirrored slice per source slice in our Works,
+		// counted by manifest (whichever Work layout runs): nothing orphaned.
 		works, err := env.Dynamic(t, clusterset.Karmada).Resource(workGVR).Namespace("").List(ctx,
 			metav1.ListOptions{LabelSelector: "app.kubernetes.io/managed-by=" + ourManager})
 		if err != nil {
 			return err
 		}
-		if len(works.Items) != 1+sourceSlices {
-			var names []string
-			for _, w := range works.Items {
-				names = append(names, w.GetNamespace()+"/"+w.GetName())
+		kinds := map[string]int{}
+		var names []string
+		for _, w := range works.Items {
+			names = append(names, w.GetNamespace()+"/"+w.GetName())
+			manifests, _, _ := unstructured.NestedSlice(w.Object, "spec", "workload", "manifests")
+			for _, m := range manifests {
+				kind, _ := m.(map[string]any)["kind"].(string)
+				kinds[kind]++
 			}
-			return fmt.Errorf("Works %v, want 1 Service + %d slices", names, sourceSlices)
+		}
+		if len(kinds) != 2 || kinds["Service"] != 1 || kinds["EndpointSlice"] != sourceSlices {
+			return fmt.Errorf("Works %v hold %v, want 1 Service + %d EndpointSlices", names, kinds, sourceSlices)
 		}
 		mirrored, err := m2.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "endpointslice.kubernetes.io/managed-by=" + ourManager})
 		if err != nil || len(mirrored.Items) != sourceSlices {
