@@ -155,53 +155,47 @@ func reconcilesTotal(port int) (float64, error) {
 	return metricValueWhere(port, "controller_runtime_reconcile_total", `controller="mcs-service"`)
 }
 
-// metricValueWhere sums the series of name whose labels contain label.
+// metricValueWhere sums the series of name whose labels contain label; an error when none.
 func metricValueWhere(port int, name, label string) (float64, error) {
-	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
-	if err != nil {
-		return 0, err
+	total, n, err := metricSum(port, name, label)
+	if err == nil && n == 0 {
+		err = fmt.Errorf("no series %s{%s}", name, label)
 	}
-	defer resp.Body.Close()
-	total, found := 0.0, false
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		l := sc.Text()
-		if labels, ok := strings.CutPrefix(l, name+"{"); ok && strings.Contains(labels[:strings.IndexByte(labels+"}", '}')], label) {
-			f := strings.Fields(l)
-			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-				total, found = total+v, true
-			}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, err
-	}
-	if !found {
-		return 0, fmt.Errorf("no series %s{%s}", name, label)
-	}
-	return total, nil
+	return total, err
 }
 
-// metricValue sums metric name over its series on the plain-HTTP metrics endpoint at port.
+// metricValue sums metric name over its series on the plain-HTTP metrics endpoint at port (0
+// when it has none).
 func metricValue(port int, name string) (float64, error) {
+	total, _, err := metricSum(port, name, "")
+	return total, err
+}
+
+// metricSum sums the series of name whose labels contain label (every series when label is
+// empty) on the plain-HTTP metrics endpoint at port, and counts them.
+func metricSum(port int, name, label string) (total float64, series int, err error) {
 	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer resp.Body.Close()
-	total := 0.0
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
-		if strings.HasPrefix(l, name+"{") || strings.HasPrefix(l, name+" ") {
-			f := strings.Fields(l)
-			v, err := strconv.ParseFloat(f[len(f)-1], 64)
-			if err == nil {
-				total += v
-			}
+		labels, ok := strings.CutPrefix(l, name+"{")
+		if ok {
+			labels = labels[:strings.IndexByte(labels+"}", '}')]
+		} else if !strings.HasPrefix(l, name+" ") {
+			continue
+		}
+		if label != "" && !strings.Contains(labels, label) {
+			continue
+		}
+		f := strings.Fields(l)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			total, series = total+v, series+1
 		}
 	}
-	return total, sc.Err()
+	return total, series, sc.Err()
 }
