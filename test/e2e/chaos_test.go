@@ -14,7 +14,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/coredns-mcs/coredns-mcs/test/clusterset"
@@ -169,12 +168,11 @@ func TestKarmadaOutageAndControllerKills(t *testing.T) {
 			if w.GetDeletionTimestamp() != nil {
 				return fmt.Errorf("Work %s/%s still being deleted", w.GetNamespace(), w.GetName())
 			}
-			manifests, _, _ := unstructured.NestedSlice(w.Object, "spec", "workload", "manifests")
-			if len(manifests) == 0 {
-				got[w.GetNamespace()+"/"+w.GetLabels()["mcs.coredns-mcs.io/service-name"]+"/(empty Work)"]++
+			kinds := manifestKinds(w)
+			if len(kinds) == 0 {
+				kinds = []string{"(empty Work)"}
 			}
-			for _, m := range manifests {
-				kind, _ := m.(map[string]any)["kind"].(string)
+			for _, kind := range kinds {
 				got[w.GetNamespace()+"/"+w.GetLabels()["mcs.coredns-mcs.io/service-name"]+"/"+kind]++
 			}
 		}

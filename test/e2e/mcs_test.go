@@ -481,9 +481,7 @@ func TestControllerSIGKILL(t *testing.T) {
 		var names []string
 		for _, w := range works.Items {
 			names = append(names, w.GetNamespace()+"/"+w.GetName())
-			manifests, _, _ := unstructured.NestedSlice(w.Object, "spec", "workload", "manifests")
-			for _, m := range manifests {
-				kind, _ := m.(map[string]any)["kind"].(string)
+			for _, kind := range manifestKinds(w) {
 				kinds[kind]++
 			}
 		}
@@ -851,4 +849,15 @@ spec: {type: Headless, ports: [{name: web, port: 80, protocol: TCP}]}
 	if r.Status != "NOERROR" || !slices.Equal(gotTargets, targets) {
 		t.Errorf("SRV _web._tcp.%s: %s %v, want targets %v", svcName, r.Status, r.Answers, targets)
 	}
+}
+
+// manifestKinds lists the kinds of a Work's manifests (a bundle holds several, other Works one).
+func manifestKinds(w unstructured.Unstructured) []string {
+	manifests, _, _ := unstructured.NestedSlice(w.Object, "spec", "workload", "manifests")
+	out := make([]string, 0, len(manifests))
+	for _, m := range manifests {
+		kind, _ := m.(map[string]any)["kind"].(string)
+		out = append(out, kind)
+	}
+	return out
 }

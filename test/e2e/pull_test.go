@@ -263,12 +263,19 @@ func killAgent(t *testing.T, name string) {
 		t.Fatal(err)
 	}
 	clusterset.Eventually(t, 10*time.Second, "the killed "+name+" gone", func() error {
-		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(stat), ") Z ") {
+		if !exited(pid) {
 			return fmt.Errorf("still running")
 		}
 		return nil
 	})
 	env.Script(t, "start", name)
+}
+
+// exited says whether process pid has ended (gone, or a zombie nobody reaped: the clusterset's
+// processes are reparented to a PID 1 that does not reap them).
+func exited(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err != nil || strings.Contains(string(stat), ") Z ")
 }
 
 // reportedObjects lists what member3's report Works carry (kind/ns/name), and the status Works'

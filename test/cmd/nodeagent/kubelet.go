@@ -170,7 +170,7 @@ func (a *agent) expected(key, uid string) bool {
 		return false
 	}
 	pod := obj.(*corev1.Pod)
-	return (uid == "" || uid == string(pod.UID)) && pod.DeletionTimestamp == nil && !pod.Spec.HostNetwork
+	return (uid == "" || uid == string(pod.UID)) && sandboxed(pod)
 }
 
 // ExecInContainer runs cmd in the pod's network namespace (its IP, its resolv.conf) with the

@@ -201,7 +201,7 @@ func (a *agent) sync(ctx context.Context, key string) error {
 	a.mu.Lock()
 	sb := a.sandboxes[key]
 	a.mu.Unlock()
-	want := pod != nil && pod.DeletionTimestamp == nil && pod.Status.PodIP != "" && !pod.Spec.HostNetwork
+	want := pod != nil && sandboxed(pod) && pod.Status.PodIP != ""
 	if sb != nil && (!want || sb.uid != string(pod.UID)) {
 		a.teardown(key, sb)
 		sb = nil
@@ -221,6 +221,12 @@ func (a *agent) sync(ctx context.Context, key string) error {
 	a.mu.Unlock()
 	a.reportStatus(key)
 	return nil
+}
+
+// sandboxed says whether pod, scheduled here, has (or is to get, once it has an IP) a sandbox:
+// not being deleted, not on the host's network.
+func sandboxed(pod *corev1.Pod) bool {
+	return pod.DeletionTimestamp == nil && !pod.Spec.HostNetwork
 }
 
 func fieldValue(pod *corev1.Pod, path string) string {
